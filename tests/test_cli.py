@@ -1,0 +1,78 @@
+"""The `hydra` console script as an operator runs it: a real subprocess, real exit codes."""
+import json, os, subprocess, sys
+from pathlib import Path
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+HYDRA = Path(sys.executable).parent / "hydra"
+
+
+def run(*args, env=None):
+    e = {k: v for k, v in os.environ.items()}
+    e.update(env or {})
+    return subprocess.run([str(HYDRA), *args], capture_output=True, text=True, env=e, timeout=60)
+
+
+def test_help_lists_subcommands():
+    r = run("--help")
+    assert r.returncode == 0
+    for cmd in ["status", "gateway-sim", "paper-trade", "fill-report", "report", "gate"]:
+        assert cmd in r.stdout
+
+
+def test_status_defaults_are_paper(isolated_env):
+    r = run("status", "--json")
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert (d["mode"], d["port_kind"], d["settings_file"]) == ("paper", "paper", None)
+    assert d["state_dir"] == str(isolated_env / "state")
+    src = {(x["section"], x["key"]): x["source"] for x in d["settings"]}
+    assert src[("paths", "state_dir")] == "env:HYDRA_STATE_DIR"
+    assert src[("ib", "port")] == "default"
+
+
+def test_repo_settings_ini_is_valid_and_safe():
+    r = run("status", "--settings", str(ROOT / "settings.ini"))
+    assert r.returncode == 0, r.stderr
+    assert "port 4002 (paper)" in r.stdout
+
+
+def test_repo_settings_ini_matches_the_schema_defaults():
+    from hydra_nb.config import settings_ini
+    assert (ROOT / "settings.ini").read_text() == settings_ini() + "\n"
+
+
+@pytest.mark.parametrize("env,msg", [
+    ({"IB_GATEWAY_PORT": "4001"}, "LIVE port"),
+    ({"IB_GATEWAY_PORT": "7496"}, "LIVE port"),
+    ({"HYDRA_TRADING_MODE": "live"}, "PAPER port"),
+    ({"HYDRA_TRADING_MODE": "live", "IB_GATEWAY_PORT": "4001"}, "HYDRA_LIVE_CONFIRMED"),
+    ({"IB_GATEWAY_PORT": "12345"}, "declare it"),
+])
+def test_status_refuses_unsafe(env, msg):
+    r = run("status", env=env)
+    assert r.returncode == 1
+    assert msg in r.stderr
+
+
+def test_status_live_when_all_three_agree():
+    r = run("status", "--json", env={"HYDRA_TRADING_MODE": "live", "IB_GATEWAY_PORT": "4001", "HYDRA_LIVE_CONFIRMED": "true"})
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["port_kind"] == "live"
+
+
+def test_malformed_settings_file_names_file_section_key_value(tmp_path):
+    p = tmp_path / "ops.ini"
+    p.write_text("[ib]\nport = 0\n")
+    r = run("status", "--settings", str(p))
+    assert r.returncode == 2
+    assert f"{p} [ib] port: must be a TCP port in 1..65535 (got '0')" in r.stderr
+
+
+def test_settings_found_via_env_then_cwd(tmp_path):
+    (tmp_path / "settings.ini").write_text("[ib]\nport = 7497\n")
+    other = tmp_path / "other.ini"
+    other.write_text("[ib]\nport = 4002\n")
+    assert json.loads(run("status", "--json").stdout)["settings_file"] == str(tmp_path / "settings.ini")
+    d = json.loads(run("status", "--json", env={"HYDRA_SETTINGS": str(other)}).stdout)
+    assert d["settings_file"] == str(other)
