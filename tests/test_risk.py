@@ -283,3 +283,22 @@ def test_unknown_state_in_db_is_refused(tmp_path):
     conn.close()
     with pytest.raises(StateDBError, match="unknown state 'MAYBE'"):
         CircuitBreakerManager(db=db)
+
+
+def test_kill_from_another_process_reaches_a_running_gate(child_env):
+    "`kill()` in another process (the CLI, a second notebook) halts this process's running gate at its next sync."
+    from hydra_nb.config import load_settings
+    s = load_settings(env=child_env)
+    clock, sink = FakeClock(), Spy()
+    gate = RiskGate.from_settings(sink, s.risk, db=state_db_path(child_env["HYDRA_STATE_DIR"]), clock=clock)
+    zo = NS(symbol="ZO", conId=1, exchange="CBOT", multiplier="50")
+    order = NS(action="BUY", totalQuantity=1, lmtPrice=400.0, orderType="LMT", orderRef="p", orderId=0)
+    ctx = OrderContext(400.0, 0.25, 50, position=0, equity=1e6)
+    assert gate.submit(zo, order, ctx).allowed
+    run_child("kill", child_env)                               # another process throws the kill switch
+    clock.t = 1.0
+    d = gate.submit(zo, order, ctx)
+    assert not d.allowed and d.trading_state is TradingState.HALTED
+    assert d.reasons == ["HALTED (operator, before restart): only cancels pass"]
+    assert gate.cancel(order).allowed and len(sink.cancelled) == 1 and len(sink.placed) == 1
+    gate.breakers.close()
