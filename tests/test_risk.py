@@ -302,3 +302,33 @@ def test_kill_from_another_process_reaches_a_running_gate(child_env):
     assert d.reasons == ["HALTED (operator, before restart): only cancels pass"]
     assert gate.cancel(order).allowed and len(sink.cancelled) == 1 and len(sink.placed) == 1
     gate.breakers.close()
+
+
+def test_locked_database_fails_closed(tmp_path):
+    "A breach whose trip cannot be saved (another process holds the write lock) rejects; the breaker still blocks."
+    from hydra_nb.core import open_state_db, transaction
+    db = state_db_path(tmp_path)
+    mine = open_state_db(db, timeout=0.1)
+    sink, clock = Spy(), FakeClock()
+    gate = RiskGate(sink, CircuitBreakerManager(db=mine), PreTradeChecks(), Rec(), clock)
+    zo = NS(symbol="ZO", conId=1, exchange="CBOT", multiplier="50")
+    order = NS(action="BUY", totalQuantity=1, lmtPrice=400.0, orderType="LMT", orderRef="p", orderId=0)
+    assert gate.submit(zo, order, OrderContext(400.0, 0.25, 50, position=0, equity=1e6)).allowed
+    other = open_state_db(db, timeout=0.1)
+    with transaction(other):                                  # the other writer holds the lock during our breach
+        clock.t = 0.5
+        d = gate.submit(zo, order, OrderContext(400.0, 0.25, 50, position=0, equity=1e6, daily_pnl=-50_000.0))
+    assert not d.allowed
+    assert any(r.startswith("breaker state could not be saved to the state database") and "locked" in r for r in d.reasons)
+    assert gate.breakers.blocking == ("daily_loss",) and len(sink.placed) == 1
+    fresh = CircuitBreakerManager(db=db)
+    assert fresh.breakers["daily_loss"].state is BreakerState.ACTIVE          # not on disk yet ...
+    fresh.close()
+    clock.t = 2.0                                                             # ... the next sync writes it
+    assert gate.submit(zo, NS(**{**vars(order), "action": "SELL"}), OrderContext(400.0, 0.25, 50, position=1, equity=1e6)).allowed
+    assert gate.trading_state is TradingState.REDUCING
+    fresh = CircuitBreakerManager(db=db)
+    assert fresh.breakers["daily_loss"].state is BreakerState.TRIGGERED and fresh.peak_equity == 1e6
+    assert [(h["name"], h["to_state"]) for h in fresh.history()] == [("daily_loss", "TRIGGERED")]
+    assert math.isclose(fresh.history()[0]["observed"], -50_000 / 1_050_000)     # over start-of-day equity
+    fresh.close(); gate.breakers.close(); mine.close(); other.close()
