@@ -332,3 +332,31 @@ def test_locked_database_fails_closed(tmp_path):
     assert [(h["name"], h["to_state"]) for h in fresh.history()] == [("daily_loss", "TRIGGERED")]
     assert math.isclose(fresh.history()[0]["observed"], -50_000 / 1_050_000)     # over start-of-day equity
     fresh.close(); gate.breakers.close(); mine.close(); other.close()
+
+
+def test_fill_journal_records_every_decision(tmp_path):
+    "The contract with the journal: FillJournal.record_risk_decision stores every decision the gate makes."
+    from hydra_nb.journal import FillJournal
+    db = state_db_path(tmp_path)
+    sink, clock = Spy(), FakeClock()
+    with FillJournal(db) as journal:
+        gate = RiskGate(sink, CircuitBreakerManager(db=db), PreTradeChecks(), journal, clock)
+        zo = NS(symbol="ZO", conId=4242, exchange="CBOT", multiplier="50")
+        ctx = OrderContext(400.0, 0.25, 50, position=0, equity=1e6)
+        mk = lambda **kw: NS(**{**dict(action="BUY", totalQuantity=2, lmtPrice=400.25, orderType="LMT", orderRef="j", orderId=9), **kw})
+        assert gate.submit(zo, mk(orderRef="ok"), ctx).allowed
+        assert not gate.submit(zo, mk(orderRef="nan", totalQuantity=float("nan")), ctx).allowed
+        assert not gate.submit(zo, mk(orderRef="junk", totalQuantity="2", lmtPrice=None), ctx).allowed
+        gate.kill("journal test")
+        assert not gate.modify(zo, mk(orderRef="ok", lmtPrice=400.5), ctx).allowed
+        assert gate.cancel(mk(orderRef="ok"), zo).allowed
+        df = journal.risk_decisions()
+        assert list(df["order_ref"]) == ["ok", "nan", "junk", "ok", "ok"]
+        assert list(df["allowed"]) == [True, False, False, False, True]
+        assert list(df["trading_state"]) == ["ACTIVE", "ACTIVE", "ACTIVE", "HALTED", "HALTED"]
+        assert [d["kind"] for d in df["details"]] == ["submit", "submit", "submit", "modify", "cancel"]
+        assert df["reasons"].iloc[1] == ["quantity must be a positive whole number of contracts (got nan)"]
+        assert df["reasons"].iloc[3] == ["HALTED (journal test): only cancels pass"]
+        assert df["details"].iloc[0]["notional"] == 2 * 400.25 * 50 and (df["con_id"] == 4242).all()
+        gate.breakers.close()
+    assert [o.orderRef for o in sink.placed] == ["ok"] and sink.modified == [] and len(sink.cancelled) == 1
