@@ -14,3 +14,12 @@ def isolated_env(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("HYDRA_STATE_DIR", str(tmp_path / "state"))
     return tmp_path
+
+
+@pytest.fixture
+async def gateway():
+    "A started embedded IB gateway (hydra_nb.gateway_sim) on an ephemeral loopback port, stepped clock, wire recorded."
+    from hydra_nb.gateway_sim import GatewaySim
+    from hydra_nb.market import SimClock
+    async with GatewaySim(port=0, seed=7, clock=SimClock(mode="stepped"), record_wire=True) as gw:
+        yield gw

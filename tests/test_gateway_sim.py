@@ -1,0 +1,496 @@
+"""The embedded IB gateway against an UNMODIFIED ib_async 2.1.0 client over real sockets.
+
+Every test also checks the wire: each message the server sent during the test is decoded by IB's own Python client
+(ibapi, strictly: no missing and no left-over field) and by ib_async (`check_message`)."""
+import asyncio, math, time
+import pytest
+from ib_async import IB, ContFuture, ExecutionFilter, Future, LimitOrder, Order
+from hydra_nb.gateway_sim import GatewaySim, ProtocolError, check_message
+from hydra_nb.market import SimClock
+
+
+# -- helpers -----------------------------------------------------------------------------------------------------
+async def connect(gw, cid=1, timeout=2, **kw):
+    ib = IB()
+    await ib.connectAsync("127.0.0.1", gw.port, clientId=cid, timeout=timeout, **kw)
+    return ib
+
+
+async def until(pred, timeout=2.0, what="condition"):
+    t = time.monotonic()
+    while not pred():
+        if time.monotonic() - t > timeout: raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.002)
+
+
+def errors_of(ib):
+    errs = []
+    ib.errorEvent += lambda reqId, code, msg, contract: errs.append((reqId, code, msg))
+    return errs
+
+
+def assert_wire_clean(gw):
+    "Every distinct message shape the server sent decodes exactly with ibapi and ib_async."
+    seen = set()
+    for cid, sv, fields in gw.wire_log:
+        key = (sv, fields[0], len(fields), fields[2] if fields[0] in (1, 2) else None)
+        if key in seen: continue
+        seen.add(key)
+        check_message(fields, sv)
+    assert seen, "nothing was sent"
+
+
+def front(gw, sym):
+    return next(c for c in gw.contracts if c.symbol == sym)
+
+
+TICK = {"ZO": 0.0025, "HE": 0.025}
+
+
+# -- connect ----------------------------------------------------------------------------------------------------
+async def test_connect_fast_no_timeouts(gateway, caplog):
+    t0 = time.perf_counter()
+    ib = await connect(gateway, 1)
+    dt = time.perf_counter() - t0
+    try:
+        assert dt < 1.0, dt
+        assert not [r for r in caplog.records if "timed out" in r.getMessage()]
+        assert ib.isConnected() and ib.client.serverVersion() == 176
+        assert ib.managedAccounts() == ["DU1234567"]
+        assert ib.positions() == [] and ib.openTrades() == [] and ib.fills() == []
+        vals = {(v.tag, v.currency): v.value for v in ib.accountValues()}
+        assert float(vals[("NetLiquidation", "USD")]) == 1_000_000.0
+        assert gateway.clients == [1]
+    finally:
+        ib.disconnect()
+    await until(lambda: gateway.clients == [], what="server to see the close")
+    assert_wire_clean(gateway)
+
+
+async def test_current_time_follows_clock(gateway):
+    ib = await connect(gateway)
+    try:
+        t1 = await ib.reqCurrentTimeAsync()
+        gateway.step(3600)
+        t2 = await ib.reqCurrentTimeAsync()
+        assert t1 == gateway.clock.now().replace(microsecond=0) - (t2 - t1)
+        assert (t2 - t1).total_seconds() == 3600
+    finally:
+        ib.disconnect()
+
+
+# -- contracts, market data, bars ---------------------------------------------------------------------------------
+async def test_qualify_by_month_conid_and_front(gateway):
+    ib = await connect(gateway)
+    errs = errors_of(ib)
+    try:
+        zo = [c for c in gateway.contracts if c.symbol == "ZO"]
+        [a] = await ib.qualifyContractsAsync(Future("ZO", zo[1].month, exchange="CBOT"))
+        assert (a.conId, a.localSymbol, a.multiplier, a.lastTradeDateOrContractMonth) == \
+               (zo[1].con_id, zo[1].local_symbol, "5000", zo[1].expiry)
+        [b] = await ib.qualifyContractsAsync(Future(conId=zo[2].con_id))
+        assert (b.symbol, b.exchange, b.lastTradeDateOrContractMonth) == ("ZO", "CBOT", zo[2].expiry)
+        [c] = await ib.qualifyContractsAsync(ContFuture("HE", exchange="CME"))
+        assert (c.secType, c.conId) == ("CONTFUT", front(gateway, "HE").con_id)
+        details = await ib.reqContractDetailsAsync(Future("ZO", exchange="CBOT"))
+        assert [d.contract.conId for d in details] == [x.con_id for x in zo]
+        assert details[0].minTick == 0.0025 and details[0].timeZoneId == "America/Chicago"
+        assert await ib.qualifyContractsAsync(Future("XX", exchange="CBOT")) == [None]
+        await until(lambda: any(e[1] == 200 for e in errs), what="error 200")
+    finally:
+        ib.disconnect()
+    assert_wire_clean(gateway)
+
+
+async def test_market_data_snapshot_and_streaming(gateway):
+    ib = await connect(gateway)
+    try:
+        c = Future(conId=front(gateway, "HE").con_id, exchange="CME")
+        [snap] = await ib.reqTickersAsync(c)
+        q = gateway.market.quote("HE")
+        assert (snap.bid, snap.ask, snap.bidSize, snap.askSize, snap.last, snap.volume) == \
+               (q.bid, q.ask, q.bid_size, q.ask_size, q.last, q.volume)
+        t = ib.reqMktData(c)
+        await until(lambda: t.bid == q.bid and t.ask == q.ask, what="first quote")
+        seen = set()
+        for _ in range(30):
+            gateway.step(10)
+            q = gateway.market.quote("HE")
+            await until(lambda: (t.bid, t.ask, t.volume) == (q.bid, q.ask, q.volume), what="streamed quote")
+            seen.add((q.bid, q.ask))
+        assert len(seen) > 1, "the quote never moved"
+        ib.cancelMktData(c)
+    finally:
+        ib.disconnect()
+    assert_wire_clean(gateway)
+
+
+async def test_daily_bars(gateway):
+    ib = await connect(gateway)
+    try:
+        c = Future(conId=front(gateway, "ZO").con_id, exchange="CBOT")
+        bars = await ib.reqHistoricalDataAsync(c, "", "10 D", "1 day", "TRADES", True)
+        df = gateway.market.daily_bars("ZO", 10)
+        assert len(bars) == len(df) > 1
+        assert [b.close for b in bars] == list(df["close"])
+        assert [b.volume for b in bars] == [float(v) for v in df["volume"]]
+        assert str(bars[-1].date).replace("-", "") == df.index[-1].strftime("%Y%m%d")
+        errs = errors_of(ib)
+        assert len(await ib.reqHistoricalDataAsync(c, "", "1 D", "5 mins", "TRADES", True)) == 0
+        assert any(e[1] == 162 for e in errs)
+    finally:
+        ib.disconnect()
+    assert_wire_clean(gateway)
+
+
+# -- orders -------------------------------------------------------------------------------------------------------
+async def test_place_modify_cancel(gateway):
+    ib = await connect(gateway)
+    errs = errors_of(ib)
+    try:
+        c = Future(conId=front(gateway, "HE").con_id, exchange="CME")
+        q = gateway.market.quote("HE")
+        px = round(q.bid - 20 * TICK["HE"], 3)
+        tr = ib.placeOrder(c, LimitOrder("BUY", 2, px, orderRef="t-1"))
+        await until(lambda: tr.orderStatus.status == "Submitted")
+        assert [e.status for e in tr.log] == ["PendingSubmit", "PreSubmitted", "Submitted"]
+        so = gateway.orders[(1, tr.order.orderId)]
+        assert (so.lmt_price, so.total_qty, so.order_ref, so.status) == (px, 2, "t-1", "Submitted")
+        tr.order.lmtPrice = round(px - 4 * TICK["HE"], 3); tr.order.totalQuantity = 3
+        ib.placeOrder(c, tr.order)                          # modify: same orderId
+        await until(lambda: tr.orderStatus.remaining == 3 and tr.log[-1].status == "Submitted", what="modify ack")
+        assert (so.lmt_price, so.total_qty) == (tr.order.lmtPrice, 3)
+        assert gateway.market.order(so.perm_id).quantity == 3
+        ib.cancelOrder(tr.order)
+        await until(lambda: tr.orderStatus.status == "Cancelled")
+        await until(lambda: any(e[1] == 202 for e in errs), what="error 202")
+        assert so.status == "Cancelled" and gateway.market.open_orders() == []
+        ib.client.cancelOrder(99_999)
+        await until(lambda: any(e[1] == 10147 for e in errs), what="error 10147")
+    finally:
+        ib.disconnect()
+    assert_wire_clean(gateway)
+
+
+async def test_partial_fills_then_filled(gateway):
+    ib = await connect(gateway)
+    try:
+        c = Future(conId=front(gateway, "ZO").con_id, exchange="CBOT")
+        q = gateway.market.quote("ZO")
+        statuses = []
+        tr = ib.placeOrder(c, LimitOrder("BUY", 40, round(q.ask + TICK["ZO"], 4)))
+        tr.statusEvent += lambda t: statuses.append((t.orderStatus.status, t.orderStatus.filled, t.orderStatus.remaining))
+        await until(lambda: tr.orderStatus.status == "Submitted" and tr.fills, what="first fills")
+        await asyncio.sleep(0.05)
+        st = tr.orderStatus
+        assert 0 < st.filled < 40 and st.remaining == 40 - st.filled
+        assert math.isclose(st.avgFillPrice, sum(f.execution.shares * f.execution.price for f in tr.fills) / st.filled)
+        tr.order.lmtPrice = round(q.ask + 60 * TICK["ZO"], 4)   # cross much deeper: the rest fills
+        ib.placeOrder(c, tr.order)
+        await until(lambda: tr.orderStatus.status == "Filled", what="Filled")
+        assert tr.orderStatus.filled == 40 and tr.orderStatus.remaining == 0
+        assert any(s == "Submitted" and 0 < f < 40 for s, f, r in statuses)
+        assert sum(f.execution.shares for f in tr.fills) == 40
+        await until(lambda: all(f.commissionReport.execId for f in tr.fills), what="commission reports")
+        ours = {e.exec_id: e for e in gateway.executions()}
+        assert {f.execution.execId for f in tr.fills} == set(ours)
+        assert all(math.isclose(f.commissionReport.commission, ours[f.execution.execId].commission) for f in tr.fills)
+        assert tr.fills[-1].execution.time == ours[tr.fills[-1].execution.execId].time
+    finally:
+        ib.disconnect()
+    assert_wire_clean(gateway)
+
+
+async def test_positions_account_pnl_after_fills(gateway):
+    ib = await connect(gateway)
+    try:
+        c = Future(conId=front(gateway, "HE").con_id, exchange="CME")
+        for action, n in (("BUY", 3), ("SELL", 1)):
+            q = gateway.market.quote("HE")
+            px = round((q.ask + 10 * TICK["HE"]) if action == "BUY" else (q.bid - 10 * TICK["HE"]), 3)
+            tr = ib.placeOrder(c, LimitOrder(action, n, px))
+            await until(lambda: tr.orderStatus.status == "Filled", what=f"{action} filled")
+        pnl = ib.reqPnL("DU1234567")
+        await until(lambda: [p.position for p in ib.positions()] == [2.0], what="position update")
+        pos = gateway.ledger.positions[front(gateway, "HE").con_id]
+        [p] = ib.positions()
+        assert math.isclose(p.avgCost, pos.avg_cost) and p.contract.conId == front(gateway, "HE").con_id
+        gateway.step(0)
+        v = gateway.ledger.values(gateway._marks())
+        await until(lambda: not math.isnan(pnl.realizedPnL), what="pnl")
+        assert math.isclose(pnl.realizedPnL, v["RealizedPnL"]) and math.isclose(pnl.unrealizedPnL, v["UnrealizedPnL"])
+        vals = {(a.tag, a.currency): float(a.value) for a in ib.accountValues() if a.currency == "USD" and a.tag != "Currency"}
+        assert math.isclose(vals[("NetLiquidation", "USD")], round(v["NetLiquidation"], 2), abs_tol=0.011)
+        fills = gateway.executions()
+        cash = 1_000_000 + gateway.ledger.gross_realized - sum(e.commission for e in fills)
+        assert math.isclose(vals[("TotalCashValue", "USD")], round(cash, 2), abs_tol=0.011)
+        assert math.isclose(vals[("RealizedPnL", "USD")], sum(e.realized_pnl for e in fills if e.realized_pnl is not None), abs_tol=0.011)
+        [pf] = ib.portfolio()
+        assert pf.position == 2 and math.isclose(pf.averageCost, pos.avg_cost)
+        summ = {a.tag: float(a.value) for a in await ib.accountSummaryAsync() if a.currency == "USD" and a.tag != "Currency"}
+        assert math.isclose(summ["NetLiquidation"], vals[("NetLiquidation", "USD")], abs_tol=0.011)
+        assert math.isclose(vals[("Commissions", "USD")], sum(e.commission for e in fills), abs_tol=0.011)
+        assert math.isclose(summ["TotalCashValue"], vals[("TotalCashValue", "USD")], abs_tol=0.011)
+    finally:
+        ib.disconnect()
+    assert_wire_clean(gateway)
+
+
+async def test_executions_after_reconnect_with_filters(gateway):
+    ib = await connect(gateway, 3)
+    c = Future(conId=front(gateway, "ZO").con_id, exchange="CBOT")
+    q = gateway.market.quote("ZO")
+    tr = ib.placeOrder(c, LimitOrder("BUY", 2, round(q.bid, 4)))     # rests at the bid
+    await until(lambda: tr.orderStatus.status == "Submitted")
+    oid = tr.order.orderId
+    ib.disconnect()
+    await until(lambda: gateway.clients == [])
+    for _ in range(2000):                                           # fills while the client is away
+        gateway.step(30)
+        if gateway.orders[(3, oid)].status == "Filled": break
+    assert gateway.orders[(3, oid)].status == "Filled"
+    away = [e.exec_id for e in gateway.executions() if e.order_id == oid]
+    ib = await connect(gateway, 3)
+    try:
+        assert {f.execution.execId for f in ib.fills()} == set(away)
+        assert ib.client.getReqId() > oid                            # ids only grow
+        fs = await ib.reqExecutionsAsync(ExecutionFilter(symbol="ZO", side="BUY", clientId=3))
+        assert {f.execution.execId for f in fs} == set(away)
+        assert await ib.reqExecutionsAsync(ExecutionFilter(symbol="HE")) == []
+        assert await ib.reqExecutionsAsync(ExecutionFilter(side="SELL")) == []
+        later = gateway.clock.now().strftime("%Y%m%d %H:%M:%S")
+        assert await ib.reqExecutionsAsync(ExecutionFilter(time=later)) == []
+        assert await ib.reqExecutionsAsync(ExecutionFilter(clientId=4)) == []
+    finally:
+        ib.disconnect()
+    assert_wire_clean(gateway)
+
+
+# -- errors ------------------------------------------------------------------------------------------------------
+async def test_error_codes_103_200_201(gateway):
+    ib = await connect(gateway)
+    errs = errors_of(ib)
+    try:
+        c = Future(conId=front(gateway, "HE").con_id, exchange="CME")
+        q = gateway.market.quote("HE")
+        t1 = ib.placeOrder(c, LimitOrder("BUY", 1, round(q.bid - 10 * TICK["HE"], 3)))
+        await until(lambda: t1.orderStatus.status == "Submitted")
+        ib.cancelOrder(t1.order)
+        await until(lambda: t1.orderStatus.status == "Cancelled")
+        ib.client.placeOrder(t1.order.orderId, c, LimitOrder("BUY", 1, round(q.bid - 10 * TICK["HE"], 3)))
+        await until(lambda: any(e[1] == 103 and e[0] == t1.order.orderId for e in errs), what="103")
+        t2 = ib.placeOrder(Future("XX", "202703", exchange="CBOT"), LimitOrder("BUY", 1, 1.0))
+        await until(lambda: any(e[1] == 200 and e[0] == t2.order.orderId for e in errs), what="200")
+        for kind in ("MKT", "STP", "STP LMT", "MIDPRICE"):
+            t3 = ib.placeOrder(c, Order(action="BUY", totalQuantity=1, orderType=kind, auxPrice=q.ask))
+            await until(lambda: t3.orderStatus.status == "Cancelled", what=f"{kind} rejected")
+            code, msg = next((e[1], e[2]) for e in errs if e[0] == t3.order.orderId)
+            assert code == 201 and "only LMT" in msg and kind in msg
+        for bad in (LimitOrder("BUY", 0, q.bid), LimitOrder("BUY", 1.5, q.bid), LimitOrder("BUY", 1, -1.0),
+                    LimitOrder("BUY", 1, q.bid, tif="IOC"), LimitOrder("BUY", 1, q.bid, account="U999")):
+            t4 = ib.placeOrder(c, bad)
+            await until(lambda: t4.orderStatus.status == "Cancelled", what=f"{bad} rejected")
+            assert [e[1] for e in errs if e[0] == t4.order.orderId] == [201]
+        t5 = ib.placeOrder(c, LimitOrder("BUY", 1, round(q.bid + 0.001, 4)))
+        await until(lambda: t5.orderStatus.status == "Cancelled", what="off-tick rejected")
+        assert [e[1] for e in errs if e[0] == t5.order.orderId] == [110]
+        assert all(not o.done or o.status == "Cancelled" for o in gateway.orders.values())
+        assert len(gateway.orders) == 1                              # only the first order was ever accepted
+    finally:
+        ib.disconnect()
+    assert_wire_clean(gateway)
+
+
+async def test_global_cancel_two_clients(gateway):
+    a, b = await connect(gateway, 11), await connect(gateway, 12)
+    try:
+        q = gateway.market.quote("HE")
+        c = Future(conId=front(gateway, "HE").con_id, exchange="CME")
+        ta = a.placeOrder(c, LimitOrder("BUY", 1, round(q.bid - 10 * TICK["HE"], 3)))
+        tb = b.placeOrder(c, LimitOrder("SELL", 1, round(q.ask + 10 * TICK["HE"], 3)))
+        await until(lambda: ta.orderStatus.status == tb.orderStatus.status == "Submitted")
+        assert a.openTrades() == [ta] and b.openTrades() == [tb]      # each client sees its own
+        allo = await a.reqAllOpenOrdersAsync()
+        assert sorted(t.order.permId for t in allo) == sorted([ta.order.permId, tb.order.permId])
+        assert gateway.clients == [11, 12]
+        a.reqGlobalCancel()
+        await until(lambda: ta.orderStatus.status == tb.orderStatus.status == "Cancelled", what="global cancel")
+    finally:
+        a.disconnect(); b.disconnect()
+    assert_wire_clean(gateway)
+
+
+async def test_client_id_in_use_then_fast_reconnect(gateway):
+    a = await connect(gateway, 5)
+    b = IB()
+    with pytest.raises((TimeoutError, asyncio.TimeoutError, ConnectionError)):
+        await b.connectAsync("127.0.0.1", gateway.port, clientId=5, timeout=0.5)
+    assert any(fields[:4] == [4, 2, -1, 326] for _, _, fields in gateway.wire_log)
+    assert a.isConnected() and gateway.clients == [5]
+    a.disconnect()
+    await until(lambda: gateway.clients == [])
+    t0 = time.perf_counter()
+    c = await connect(gateway, 5)                                   # the id is free once the socket is closed
+    assert c.isConnected() and time.perf_counter() - t0 < 1.0
+    c.disconnect()
+
+
+async def test_pacing_violation_100(gateway):
+    ib = await connect(gateway)
+    errs = errors_of(ib)
+    try:
+        gateway.faults.pacing_limit(20)
+        for _ in range(60): ib.client.reqCurrentTime()
+        await until(lambda: sum(e[1] == 100 for e in errs) >= 20, what="errors 100")
+        assert gateway.faults.counts["paced"] == sum(e[1] == 100 for e in errs)
+        gateway.faults.pacing_limit(None)
+        await asyncio.sleep(0.05)
+        assert await asyncio.wait_for(ib.reqCurrentTimeAsync(), 1)
+    finally:
+        ib.disconnect()
+
+
+async def test_connectivity_lost_restored_1100_1102(gateway):
+    ib = await connect(gateway)
+    errs = errors_of(ib)
+    try:
+        gateway.faults.connectivity_lost(0.05)
+        await until(lambda: [e[1] for e in errs] == [1100, 1102], what="1100 then 1102")
+        assert ib.isConnected()
+    finally:
+        ib.disconnect()
+
+
+# -- faults -------------------------------------------------------------------------------------------------------
+async def test_drop_all_and_drop_random(gateway):
+    a, b = await connect(gateway, 1), await connect(gateway, 2)
+    assert gateway.faults.drop_all() == 2
+    await until(lambda: not a.isConnected() and not b.isConnected(), what="clients to notice")
+    a = await connect(gateway, 1)
+    gateway.faults.drop_random(1.0)
+    a.client.reqCurrentTime()
+    await until(lambda: not a.isConnected(), what="random drop")
+    gateway.faults.drop_random(0.0)
+    a = await connect(gateway, 1)
+    assert a.isConnected()
+    a.disconnect()
+    with pytest.raises(ValueError, match="probability"): gateway.faults.drop_random(1.5)
+
+
+async def test_refuse_connections_then_accept(gateway):
+    gateway.faults.refuse_connections(0.3)
+    with pytest.raises(ConnectionRefusedError):
+        await IB().connectAsync("127.0.0.1", gateway.port, clientId=1, timeout=1)
+    await asyncio.sleep(0.35)
+    ib = await connect(gateway, 1)
+    assert ib.isConnected()
+    ib.disconnect()
+
+
+async def test_nightly_reset_keeps_state_ids_grow(gateway):
+    ib = await connect(gateway, 1)
+    c = Future(conId=front(gateway, "HE").con_id, exchange="CME")
+    q = gateway.market.quote("HE")
+    tr = ib.placeOrder(c, LimitOrder("BUY", 1, round(q.bid - 10 * TICK["HE"], 3)))
+    await until(lambda: tr.orderStatus.status == "Submitted")
+    gateway.faults.nightly_reset(duration=0.2)
+    await until(lambda: not ib.isConnected(), what="reset drops the client")
+    with pytest.raises(ConnectionRefusedError):
+        await IB().connectAsync("127.0.0.1", gateway.port, clientId=1, timeout=1)
+    await asyncio.sleep(0.25)
+    ib = await connect(gateway, 1)
+    try:
+        assert ib.client.getReqId() > tr.order.orderId
+        assert [t.order.permId for t in ib.openTrades()] == [tr.order.permId]   # the working order survived
+    finally:
+        ib.disconnect()
+    # a scheduled reset fires when the simulated clock passes the time of day
+    t = gateway.clock.now() + __import__("datetime").timedelta(minutes=2)
+    gateway.faults.nightly_reset(duration=0.0, at=t.strftime("%H:%M"))
+    gateway.step(1)
+    n = gateway.faults.counts["resets"]
+    gateway.step(180)
+    assert gateway.faults.counts["resets"] == n + 1
+
+
+async def test_latency(gateway):
+    ib = await connect(gateway)
+    try:
+        t0 = time.perf_counter(); await ib.reqCurrentTimeAsync(); base = time.perf_counter() - t0
+        gateway.faults.set_latency(0.15)
+        t0 = time.perf_counter(); await ib.reqCurrentTimeAsync(); slow = time.perf_counter() - t0
+        assert slow >= 0.15 > base
+        gateway.faults.set_latency(0)
+    finally:
+        ib.disconnect()
+
+
+async def test_reject_next_and_halt(gateway):
+    ib = await connect(gateway)
+    errs = errors_of(ib)
+    try:
+        c = Future(conId=front(gateway, "ZO").con_id, exchange="CBOT")
+        q = gateway.market.quote("ZO")
+        gateway.faults.reject_next_order("risk desk says no")
+        t1 = ib.placeOrder(c, LimitOrder("BUY", 1, q.bid))
+        await until(lambda: t1.orderStatus.status == "Cancelled")
+        assert [(e[1], e[2]) for e in errs if e[0] == t1.order.orderId] == [(201, "Order rejected - reason:risk desk says no")]
+        t2 = ib.placeOrder(c, LimitOrder("BUY", 1, round(q.bid - 4 * TICK["ZO"], 4)))   # only the next one
+        await until(lambda: t2.orderStatus.status == "Submitted")
+        gateway.faults.halt("ZO")
+        t3 = ib.placeOrder(c, LimitOrder("BUY", 1, q.ask))
+        await until(lambda: t3.orderStatus.status == "Cancelled")
+        assert [e[1] for e in errs if e[0] == t3.order.orderId] == [201]
+        assert "halted" in next(e[2] for e in errs if e[0] == t3.order.orderId)
+        gateway.faults.halt("ZO", False)
+        with pytest.raises(KeyError): gateway.faults.halt("XX")
+    finally:
+        ib.disconnect()
+
+
+# -- versions and clocks --------------------------------------------------------------------------------------------
+async def test_server_version_178_round_trip():
+    async with GatewaySim(server_version=178, clock=SimClock(mode="stepped"), record_wire=True) as gw:
+        ib = await connect(gw)
+        try:
+            assert ib.client.serverVersion() == 178
+            c = Future(conId=front(gw, "HE").con_id, exchange="CME")
+            q = gw.market.quote("HE")
+            tr = ib.placeOrder(c, LimitOrder("BUY", 1, round(q.ask + 4 * TICK["HE"], 3)))
+            await until(lambda: tr.orderStatus.status == "Filled")
+            fs = await ib.reqExecutionsAsync()
+            assert [f.execution.execId for f in fs] == [e.exec_id for e in gw.executions()]
+        finally:
+            ib.disconnect()
+        oo = [f for _, sv, f in gw.wire_log if f[0] == 5]
+        assert oo and all(sv == 178 for _, sv, f in gw.wire_log)
+        assert len(msg := oo[0]) == len(__import__("hydra_nb.gateway_sim", fromlist=["x"]).msg_open_order(
+            gw.orders[(1, tr.order.orderId)], 176)) - 1            # no faProfile from 177
+        ex = [f for _, sv, f in gw.wire_log if f[0] == 11]
+        assert len(ex[0]) == 32                                     # pendingPriceRevision from 178
+        assert_wire_clean(gw)
+
+
+async def test_accelerated_clock_moves_server_time():
+    async with GatewaySim(time_scale=3600, tick_interval=0.02) as gw:
+        ib = await connect(gw)
+        try:
+            t1 = await ib.reqCurrentTimeAsync()
+            await asyncio.sleep(0.5)
+            t2 = await ib.reqCurrentTimeAsync()
+            assert 1200 <= (t2 - t1).total_seconds() <= 3600, (t1, t2)
+        finally:
+            ib.disconnect()
+
+
+async def test_bad_arguments_and_garbage():
+    with pytest.raises(ValueError, match="server_version"): GatewaySim(server_version=150)
+    with pytest.raises(ValueError, match="time_scale"): GatewaySim(time_scale=0)
+    with pytest.raises(ValueError, match="account"): GatewaySim(account="DU 1")
+    async with GatewaySim(clock=SimClock(mode="stepped")) as gw:
+        r, w = await asyncio.open_connection("127.0.0.1", gw.port)
+        w.write(b"GET / HTTP/1.1\r\n\r\n")
+        assert await asyncio.wait_for(r.read(), 2) == b""          # not TWS API: dropped
+        w.close()
+        with pytest.raises(ProtocolError):
+            check_message([4, 2, -1, 2104])                         # a short error message fails the check
