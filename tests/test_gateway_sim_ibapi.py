@@ -1,0 +1,182 @@
+"""The embedded IB gateway against IB's own Python client (ibapi, from ibapi-stable 10.50) over real sockets.
+
+IB's client is synchronous and threaded, so the gateway runs in its own thread (`GatewaySim.start_in_thread`)."""
+import threading, time
+from decimal import Decimal
+import pytest
+from ibapi.client import EClient
+from ibapi.contract import Contract
+from ibapi.execution import ExecutionFilter
+from ibapi.order import Order
+from ibapi.wrapper import EWrapper
+from hydra_nb.gateway_sim import GatewaySim, check_message
+from hydra_nb.market import SimClock
+
+RECORDED = ["nextValidId", "managedAccounts", "currentTime", "contractDetails", "contractDetailsEnd", "tickPrice",
+            "tickSize", "tickSnapshotEnd", "historicalData", "historicalDataEnd", "openOrder", "orderStatus",
+            "openOrderEnd", "execDetails", "execDetailsEnd", "commissionAndFeesReport", "position", "positionEnd",
+            "accountSummary", "accountSummaryEnd", "updateAccountValue", "updatePortfolio", "accountDownloadEnd",
+            "pnl", "marketDataType", "tickReqParams", "completedOrdersEnd", "connectionClosed"]
+
+
+class App(EWrapper, EClient):
+    def __init__(self):
+        EClient.__init__(self, self)
+        self.calls, self.lock = [], threading.Lock()
+
+    def error(self, reqId, errorTime, errorCode, errorString, advancedOrderRejectJson=""):
+        with self.lock: self.calls.append(("error", (reqId, errorCode, errorString)))
+
+    def of(self, name):
+        with self.lock: return [a for n, a in self.calls if n == name]
+
+    def wait(self, pred, timeout=3.0, what="condition"):
+        t = time.monotonic()
+        while not pred():
+            if time.monotonic() - t > timeout: raise AssertionError(f"timed out waiting for {what}; calls: {[n for n, _ in self.calls][-15:]}")
+            time.sleep(0.002)
+
+
+def _rec(name):
+    def f(self, *a):
+        with self.lock: self.calls.append((name, a))
+    return f
+
+for _n in RECORDED: setattr(App, _n, _rec(_n))
+
+
+def start_app(port, cid=1):
+    app = App()
+    app.connect("127.0.0.1", port, cid)
+    th = threading.Thread(target=app.run, daemon=True); th.start()
+    app.wait(lambda: app.of("nextValidId") and app.of("managedAccounts"), what="nextValidId + managedAccounts")
+    return app, th
+
+
+def stop_app(app, th):
+    app.disconnect(); th.join(3)
+
+
+def fut(con_id=0, symbol="", month="", exchange="", sec_type="FUT"):
+    c = Contract()
+    c.conId, c.symbol, c.secType, c.lastTradeDateOrContractMonth, c.exchange, c.currency = con_id, symbol, sec_type, month, exchange, "USD" if symbol else ""
+    return c
+
+
+def lmt(action, qty, price, kind="LMT"):
+    o = Order()
+    o.action, o.totalQuantity, o.orderType, o.lmtPrice = action, Decimal(qty), kind, price
+    if kind != "LMT": o.auxPrice = price
+    return o
+
+
+@pytest.fixture(params=[176, 178])
+def gw_thread(request):
+    h = GatewaySim.start_in_thread(server_version=request.param, seed=3, clock=SimClock(mode="stepped"), record_wire=True)
+    yield h
+    h.stop()
+    assert not h.thread.is_alive()
+
+
+def test_ibapi_connect_contracts_market_data_bars(gw_thread):
+    gw = gw_thread.gw
+    app, th = start_app(gw_thread.port, 7)
+    try:
+        assert app.serverVersion() == gw.server_version
+        assert app.of("managedAccounts") == [("DU1234567",)]
+        app.wait(lambda: {a[1] for a in app.of("error")} >= {2104, 2106, 2158}, what="farm notices")
+        app.reqCurrentTime()
+        app.wait(lambda: app.of("currentTime"), what="currentTime")
+        assert app.of("currentTime")[0][0] == int(gw.clock.now().timestamp())
+        zo = [c for c in gw.contracts if c.symbol == "ZO"]
+        app.reqContractDetails(1, fut(symbol="ZO", month=zo[1].month, exchange="CBOT"))
+        app.reqContractDetails(2, fut(con_id=zo[2].con_id))
+        app.reqContractDetails(3, fut(symbol="HE", exchange="CME", sec_type="CONTFUT"))
+        app.reqContractDetails(4, fut(symbol="NOPE", exchange="CBOT"))
+        app.wait(lambda: len(app.of("contractDetailsEnd")) == 3 and any(e[1] == 200 for e in app.of("error")), what="details")
+        cds = {r: cd for r, cd in app.of("contractDetails")}
+        assert cds[1].contract.conId == zo[1].con_id and cds[1].minTick == 0.0025 and cds[1].contract.multiplier == "5000"
+        assert cds[2].contract.lastTradeDateOrContractMonth == zo[2].expiry
+        assert cds[3].contract.secType == "CONTFUT"
+        assert [e[0] for e in app.of("error") if e[1] == 200] == [4]
+        he = next(c for c in gw.contracts if c.symbol == "HE")
+        app.reqMktData(10, fut(con_id=he.con_id, exchange="CME"), "", True, False, [])
+        app.wait(lambda: app.of("tickSnapshotEnd"), what="snapshot")
+        q = gw_thread.call(lambda g: g.market.quote("HE"))
+        prices = {t: p for r, t, p, _ in app.of("tickPrice")}
+        assert (prices[1], prices[2], prices[4]) == (q.bid, q.ask, q.last)
+        sizes = {t: s for r, t, s in app.of("tickSize")}
+        assert (sizes[0], sizes[3], sizes[8]) == (Decimal(q.bid_size), Decimal(q.ask_size), Decimal(q.volume))
+        app.reqHistoricalData(11, fut(con_id=he.con_id, exchange="CME"), "", "5 D", "1 day", "TRADES", 1, 1, False, [])
+        app.wait(lambda: app.of("historicalDataEnd"), what="bars")
+        df = gw_thread.call(lambda g: g.market.daily_bars("HE", 5))
+        assert [b.close for _, b in app.of("historicalData")] == list(df["close"])
+    finally:
+        stop_app(app, th)
+    for _, sv, f in gw.wire_log: check_message(f, sv)
+
+
+def test_ibapi_orders_executions_positions_account(gw_thread):
+    gw = gw_thread.gw
+    app, th = start_app(gw_thread.port, 8)
+    try:
+        he = next(c for c in gw.contracts if c.symbol == "HE")
+        c = fut(con_id=he.con_id, exchange="CME")
+        q = gw_thread.call(lambda g: g.market.quote("HE"))
+        oid = app.of("nextValidId")[-1][0]
+        app.placeOrder(oid, c, lmt("BUY", 2, round(q.bid - 0.5, 3)))
+        app.wait(lambda: [a[1] for a in app.of("orderStatus") if a[0] == oid] == ["PreSubmitted", "Submitted"], what="acks")
+        assert [a[3].status for a in app.of("openOrder") if a[0] == oid] == ["PreSubmitted", "Submitted"]
+        assert app.of("openOrder")[0][2].lmtPrice == round(q.bid - 0.5, 3)
+        app.placeOrder(oid, c, lmt("BUY", 3, round(q.bid - 0.25, 3)))           # modify
+        app.wait(lambda: gw.orders[(8, oid)].total_qty == 3, what="modify")
+        app.cancelOrder(oid, __import__("ibapi.order_cancel", fromlist=["OrderCancel"]).OrderCancel())
+        app.wait(lambda: any(e[:2] == (oid, 202) for e in app.of("error")), what="202")
+        assert [a[1] for a in app.of("orderStatus") if a[0] == oid][-1] == "Cancelled"
+        app.placeOrder(oid, c, lmt("BUY", 1, q.bid))                              # reuse of a done id
+        app.wait(lambda: any(e[:2] == (oid, 103) for e in app.of("error")), what="103")
+        app.placeOrder(oid + 1, c, lmt("BUY", 1, q.ask, kind="STP"))
+        app.wait(lambda: any(e[:2] == (oid + 1, 201) for e in app.of("error")), what="201")
+        app.placeOrder(oid + 2, c, lmt("BUY", 4, round(q.ask + 0.25, 3)))        # marketable: fills now
+        app.wait(lambda: any(a[0] == oid + 2 and a[1] == "Filled" for a in app.of("orderStatus")), what="Filled")
+        app.wait(lambda: len(app.of("commissionAndFeesReport")) == len(app.of("execDetails")) > 0, what="commissions")
+        live = [a[2].execId for a in app.of("execDetails")]
+        assert live == [e.exec_id for e in gw.executions()]
+        assert all(a[0] == -1 for a in app.of("execDetails"))
+        n = len(app.of("execDetails"))
+        f = ExecutionFilter(); f.symbol = "HE"
+        app.reqExecutions(42, f)
+        app.wait(lambda: app.of("execDetailsEnd"), what="execDetailsEnd")
+        assert [a[2].execId for a in app.of("execDetails")[n:]] == live and {a[0] for a in app.of("execDetails")[n:]} == {42}
+        app.reqPositions()
+        app.wait(lambda: app.of("positionEnd"), what="positions")
+        [(acct, pc, pos, avg)] = app.of("position")
+        assert (acct, pc.conId, pos) == ("DU1234567", he.con_id, Decimal(4))
+        app.reqAccountSummary(5, "All", "NetLiquidation,TotalCashValue,RealizedPnL,UnrealizedPnL")
+        app.wait(lambda: app.of("accountSummaryEnd"), what="summary")
+        tags = {a[2]: float(a[3]) for a in app.of("accountSummary")}
+        assert set(tags) == {"NetLiquidation", "TotalCashValue", "RealizedPnL", "UnrealizedPnL"}
+        assert abs(tags["NetLiquidation"] - tags["TotalCashValue"] - tags["UnrealizedPnL"]) < 0.02
+        app.reqAccountUpdates(True, "DU1234567")
+        app.wait(lambda: app.of("accountDownloadEnd"), what="account download")
+        assert [a[1] for a in app.of("updatePortfolio")] == [Decimal(4)]
+        app.reqPnL(6, "DU1234567", "")
+        app.wait(lambda: app.of("pnl"), what="pnl")
+        app.reqOpenOrders()
+        app.reqCompletedOrders(False)
+        app.wait(lambda: app.of("openOrderEnd") and app.of("completedOrdersEnd"), what="end markers")
+    finally:
+        stop_app(app, th)
+    for _, sv, f in gw.wire_log: check_message(f, sv)
+
+
+def test_ibapi_client_id_in_use(gw_thread):
+    a, ta = start_app(gw_thread.port, 9)
+    try:
+        b = App(); b.connect("127.0.0.1", gw_thread.port, 9)
+        tb = threading.Thread(target=b.run, daemon=True); tb.start()
+        b.wait(lambda: any(e[1] == 326 for e in b.of("error")), what="326")
+        tb.join(3)
+        assert not b.isConnected() and a.isConnected()
+    finally:
+        stop_app(a, ta)
