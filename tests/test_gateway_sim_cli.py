@@ -71,6 +71,25 @@ def test_process_fault_flags():
     assert rc == 0
 
 
+def test_process_signals_drop_and_reset():
+    p, port = spawn("--port", "0", "--reset-duration", "0.5")
+    try:
+        ib = IB(); ib.connect("127.0.0.1", port, clientId=3, timeout=3)
+        p.send_signal(signal.SIGUSR1)                          # drop every connection now
+        try: sync_until(ib, lambda: not ib.isConnected())
+        except ConnectionError: pass
+        ib.connect("127.0.0.1", port, clientId=3, timeout=3)
+        p.send_signal(signal.SIGUSR2)                          # nightly reset now: dropped, then refused for 0.5 s
+        try: sync_until(ib, lambda: not ib.isConnected())
+        except ConnectionError: pass
+        with pytest.raises(ConnectionRefusedError): IB().connect("127.0.0.1", port, clientId=3, timeout=1)
+        time.sleep(0.6)
+        ib.connect("127.0.0.1", port, clientId=3, timeout=3); ib.disconnect()
+    finally:
+        rc, out, err = finish(p)
+    assert rc == 0
+
+
 def test_process_refuses_live_port_and_bad_version():
     for args, text in ((["--port", "4001"], "live IB port"), (["--port", "0", "--server-version", "150"], "server_version")):
         r = subprocess.run([str(HYDRA), "gateway-sim", *args], capture_output=True, text=True, timeout=30)
