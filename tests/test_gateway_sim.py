@@ -253,6 +253,8 @@ async def test_executions_after_reconnect_with_filters(gateway):
     ib = await connect(gateway, 3)
     try:
         assert {f.execution.execId for f in ib.fills()} == set(away)
+        [tr2] = [t for t in ib.trades() if t.order.permId == tr.order.permId]   # rebuilt from completed orders
+        assert tr2.orderStatus.status == "Filled" and {f.execution.execId for f in tr2.fills} == set(away)
         assert ib.client.getReqId() > oid                            # ids only grow
         fs = await ib.reqExecutionsAsync(ExecutionFilter(symbol="ZO", side="BUY", clientId=3))
         assert {f.execution.execId for f in fs} == set(away)
