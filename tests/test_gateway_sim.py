@@ -496,3 +496,36 @@ async def test_bad_arguments_and_garbage():
         w.close()
         with pytest.raises(ProtocolError):
             check_message([4, 2, -1, 2104])                         # a short error message fails the check
+
+
+async def test_random_drops_lose_no_fill_and_duplicate_no_order(gateway):
+    """Orders sent under random disconnects (the reply to an accepted order can be lost with the socket): a client
+    that resyncs on reconnect (open + completed orders, executions) never re-sends an order the gateway already has
+    and ends with exactly the gateway's executions."""
+    c = Future(conId=front(gateway, "HE").con_id, exchange="CME")
+    ib, sent = None, 0
+    for i in range(80):
+        if ib is None or not ib.isConnected():
+            gateway.faults.drop_random(0.0)
+            ib = await connect(gateway, 21)
+            gateway.faults.drop_random(0.15)
+        ref = f"slice-{i // 2}"                                   # every slice is attempted twice
+        if any(t.order.orderRef == ref for t in ib.trades()): continue
+        q = gateway.market.quote("HE")
+        action = "BUY" if i % 4 < 2 else "SELL"
+        px = round(q.ask + TICK["HE"] if action == "BUY" else q.bid - TICK["HE"], 3)
+        tr = ib.placeOrder(c, LimitOrder(action, 1, px, orderRef=ref)); sent += 1
+        await until(lambda: not ib.isConnected() or tr.orderStatus.status in ("Submitted", "Filled"), what="ack or drop")
+        gateway.step(5)
+    gateway.faults.drop_random(0.0)
+    if ib.isConnected(): ib.disconnect()
+    await until(lambda: gateway.clients == [])
+    ib = await connect(gateway, 21)
+    try:
+        assert gateway.faults.counts["dropped"] >= 3
+        refs = [o.order_ref for o in gateway.orders.values()]
+        assert len(refs) == len(set(refs)) == 40                  # no slice twice, none lost
+        assert {f.execution.execId for f in ib.fills()} == {e.exec_id for e in gateway.executions()}
+        assert len(gateway.executions()) >= 40
+    finally:
+        ib.disconnect()
