@@ -225,6 +225,9 @@ async def test_positions_account_pnl_after_fills(gateway):
         cash = 1_000_000 + gateway.ledger.gross_realized - sum(e.commission for e in fills)
         assert math.isclose(vals[("TotalCashValue", "USD")], round(cash, 2), abs_tol=0.011)
         assert math.isclose(vals[("RealizedPnL", "USD")], sum(e.realized_pnl for e in fills if e.realized_pnl is not None), abs_tol=0.011)
+        ps = ib.reqPnLSingle("DU1234567", "", front(gateway, "HE").con_id)
+        await until(lambda: ps.position == 2, what="pnl single")
+        assert math.isclose(ps.unrealizedPnL, v["UnrealizedPnL"]) and math.isclose(ps.value, 2 * gateway._marks()[pos.contract.con_id] * 400)
         [pf] = ib.portfolio()
         assert pf.position == 2 and math.isclose(pf.averageCost, pos.avg_cost)
         summ = {a.tag: float(a.value) for a in await ib.accountSummaryAsync() if a.currency == "USD" and a.tag != "Currency"}

@@ -34,12 +34,14 @@ def sync_until(ib, pred, timeout=3.0):
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_process_serves_ib_async_and_stops_on_signal(sig):
-    p, port = spawn("--port", "0", "--seed", "7", "--time-scale", "60", "--server-version", "178", "--debug")
+    p, port = spawn("--port", "0", "--seed", "7", "--time-scale", "60", "--server-version", "178", "--debug",
+                    "--start", "2026-03-02T14:30")
     try:
         ib = IB()
         ib.connect("127.0.0.1", port, clientId=1, timeout=3)
         assert ib.client.serverVersion() == 178
         t1 = ib.reqCurrentTime(); ib.sleep(0.5); t2 = ib.reqCurrentTime()
+        assert t1.strftime("%Y-%m-%d %H") == "2026-03-02 14"
         assert (t2 - t1).total_seconds() >= 15                      # 60x accelerated clock
         ib.disconnect()
     finally:
