@@ -499,6 +499,15 @@ async def test_bad_arguments_and_garbage():
         w.close()
         with pytest.raises(ProtocolError):
             check_message([4, 2, -1, 2104])                         # a short error message fails the check
+        ib = await connect(gw)
+        errs = errors_of(ib)
+        try:
+            ib.client.send(9, 8, "not-a-number")                    # malformed request: 320, connection kept
+            ib.client.send(7, 3, 1, 0, "", "yesterday", "", "", "", "")
+            await until(lambda: [e[1] for e in errs] == [320, 320], what="two 320s")
+            assert ib.isConnected() and await ib.reqCurrentTimeAsync()
+        finally:
+            ib.disconnect()
 
 
 async def test_random_drops_lose_no_fill_and_duplicate_no_order(gateway):
