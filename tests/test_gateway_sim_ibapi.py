@@ -180,3 +180,57 @@ def test_ibapi_client_id_in_use(gw_thread):
         assert not b.isConnected() and a.isConnected()
     finally:
         stop_app(a, ta)
+
+
+def test_ibapi_partial_fills_reconnect_two_clients_errors_and_faults(gw_thread):
+    gw = gw_thread.gw
+    a, ta = start_app(gw_thread.port, 21)
+    b, tb = start_app(gw_thread.port, 22)                         # two clients at once
+    try:
+        assert sorted(gw.clients) == [21, 22]
+        zo = next(c for c in gw.contracts if c.symbol == "ZO")
+        c = fut(con_id=zo.con_id, exchange="CBOT")
+        q = gw_thread.call(lambda g: g.market.quote("ZO"))
+        oid = a.of("nextValidId")[-1][0]
+        a.placeOrder(oid, c, lmt("BUY", 40, round(q.ask + 0.0025, 4)))         # walks the book, rest rests
+        a.wait(lambda: any(s[0] == oid and s[1] == "Submitted" and s[2] > 0 for s in a.of("orderStatus")), what="partial")
+        part = [s for s in a.of("orderStatus") if s[0] == oid and s[2] > 0][0]
+        assert 0 < part[2] < 40 and part[3] == 40 - part[2] and part[4] > 0     # filled, remaining, avgFillPrice
+        assert not b.of("execDetails")                                         # fills go to the owner only
+        stop_app(a, ta)                                                        # client 21 goes away ...
+        a.wait(lambda: 21 not in gw.clients, what="server sees the close")
+        a2 = App(); a2.connect("127.0.0.1", gw_thread.port, 21); ta2 = threading.Thread(target=a2.run, daemon=True)
+        ta2.start(); a2.wait(lambda: a2.of("nextValidId"), what="reconnect")
+        assert a2.of("nextValidId")[0][0] > oid                                # ids only grow
+        a2.reqExecutions(7, ExecutionFilter())                                 # ... and finds its fills
+        a2.wait(lambda: a2.of("execDetailsEnd"), what="executions after reconnect")
+        assert [x[2].execId for x in a2.of("execDetails")] == [e.exec_id for e in gw.executions()]
+        a2.reqOpenOrders()
+        a2.wait(lambda: a2.of("openOrderEnd"), what="open orders")
+        assert [x[0] for x in a2.of("openOrder")] == [oid]
+        gw_thread.call(lambda g: g.faults.pacing_limit(10))
+        for _ in range(30): b.reqCurrentTime()
+        b.wait(lambda: any(e[1] == 100 for e in b.of("error")), what="100")
+        gw_thread.call(lambda g: g.faults.pacing_limit(None))
+        gw_thread.call(lambda g: g.faults.connectivity_lost(0.05))
+        b.wait(lambda: [e[1] for e in b.of("error") if e[1] in (1100, 1102)] == [1100, 1102], what="1100/1102")
+        gw_thread.call(lambda g: g.faults.set_latency(0.1))
+        n = len(b.of("currentTime")); t0 = time.perf_counter(); b.reqCurrentTime()
+        b.wait(lambda: len(b.of("currentTime")) > n, what="slow time")
+        assert time.perf_counter() - t0 >= 0.1
+        gw_thread.call(lambda g: g.faults.set_latency(0))
+        gw_thread.call(lambda g: g.faults.reject_next_order("no"))
+        b.placeOrder(b.of("nextValidId")[-1][0] + 50, c, lmt("BUY", 1, q.bid))
+        b.wait(lambda: any(e[1] == 201 and e[2].endswith("no") for e in b.of("error")), what="rejected")
+        assert gw_thread.call(lambda g: g.faults.drop_all()) == 2
+        a2.wait(lambda: a2.of("connectionClosed") and b.of("connectionClosed"), what="drops noticed")
+        gw_thread.call(lambda g: g.faults.refuse_connections(0.3))
+        r = App(); r.connect("127.0.0.1", gw_thread.port, 23)
+        assert not r.isConnected() and any(e[1] == 502 for e in r.of("error"))   # ibapi: couldn't connect
+        time.sleep(0.35)
+        ok, tok = start_app(gw_thread.port, 23); stop_app(ok, tok)
+        ta2.join(3)
+    finally:
+        for app, th in ((a, ta), (b, tb)):
+            if app.isConnected(): stop_app(app, th)
+    for _, sv, f in gw.wire_log: check_message(f, sv)
