@@ -541,3 +541,29 @@ async def test_random_drops_lose_no_fill_and_duplicate_no_order(gateway):
         assert len(gateway.executions()) >= 40
     finally:
         ib.disconnect()
+
+
+async def test_day_orders_expire_at_the_close_gtc_stays_contfut_not_tradable(gateway):
+    ib = await connect(gateway)
+    errs = errors_of(ib)
+    try:
+        [cont] = await ib.qualifyContractsAsync(ContFuture("HE", exchange="CME"))
+        t0 = ib.placeOrder(cont, LimitOrder("BUY", 1, 80.0))
+        await until(lambda: t0.orderStatus.status == "Cancelled", what="CONTFUT rejected")
+        assert [e[1] for e in errs if e[0] == t0.order.orderId] == [201]
+        c = Future(conId=front(gateway, "HE").con_id, exchange="CME")
+        q = gateway.market.quote("HE")
+        px = round(q.bid - 40 * TICK["HE"], 3)
+        day = ib.placeOrder(c, LimitOrder("BUY", 1, px))
+        gtc = ib.placeOrder(c, LimitOrder("BUY", 1, px, tif="GTC"))
+        await until(lambda: day.orderStatus.status == gtc.orderStatus.status == "Submitted")
+        assert gateway.market.session_open("HE")
+        for _ in range(6 * 12):                                     # six hours in 5-minute steps: past the close
+            gateway.step(300)
+            if not gateway.market.session_open("HE"): break
+        assert not gateway.market.session_open("HE")
+        await until(lambda: day.orderStatus.status == "Cancelled", what="DAY order expired")
+        assert gtc.orderStatus.status == "Submitted" and gateway.orders[(1, gtc.order.orderId)].status == "Submitted"
+    finally:
+        ib.disconnect()
+    assert_wire_clean(gateway)
