@@ -567,3 +567,22 @@ async def test_day_orders_expire_at_the_close_gtc_stays_contfut_not_tradable(gat
     finally:
         ib.disconnect()
     assert_wire_clean(gateway)
+
+
+async def test_executions_are_per_client_unless_master():
+    async with GatewaySim(clock=SimClock(mode="stepped"), master_client_id=9, record_wire=True) as gw:
+        a, b, m = await connect(gw, 1), await connect(gw, 2), await connect(gw, 9)
+        try:
+            c = Future(conId=front(gw, "HE").con_id, exchange="CME")
+            q = gw.market.quote("HE")
+            tr = a.placeOrder(c, LimitOrder("BUY", 2, round(q.ask + 4 * TICK["HE"], 3)))
+            await until(lambda: tr.orderStatus.status == "Filled")
+            ids = {e.exec_id for e in gw.executions()}
+            await until(lambda: {f.execution.execId for f in m.fills()} == ids, what="master sees live fills")
+            assert b.fills() == [] and await b.reqExecutionsAsync() == []       # not b's orders
+            assert {f.execution.execId for f in await a.reqExecutionsAsync()} == ids
+            assert {f.execution.execId for f in await m.reqExecutionsAsync()} == ids
+            assert await m.reqExecutionsAsync(ExecutionFilter(clientId=2)) == []
+        finally:
+            for ib in (a, b, m): ib.disconnect()
+        assert_wire_clean(gw)
