@@ -3,9 +3,10 @@
 Every test also checks the wire: each message the server sent during the test is decoded by IB's own Python client
 (ibapi, strictly: no missing and no left-over field) and by ib_async (`check_message`)."""
 import asyncio, math, time
+from datetime import datetime, timedelta, timezone
 import pytest
 from ib_async import IB, ContFuture, ExecutionFilter, Future, LimitOrder, Order
-from hydra_nb.gateway_sim import GatewaySim, ProtocolError, check_message
+from hydra_nb.gateway_sim import GatewaySim, ProtocolError, check_message, msg_open_order
 from hydra_nb.market import SimClock
 
 
@@ -135,6 +136,12 @@ async def test_daily_bars(gateway):
         assert [b.close for b in bars] == list(df["close"])
         assert [b.volume for b in bars] == [float(v) for v in df["volume"]]
         assert str(bars[-1].date).replace("-", "") == df.index[-1].strftime("%Y%m%d")
+        end = df.index[-4].date()                                   # bars ending three trading days ago
+        end_t = datetime(end.year, end.month, end.day, 23, 59, 59, tzinfo=timezone.utc)
+        old = await ib.reqHistoricalDataAsync(c, end_t, "5 D", "1 day", "TRADES", True)
+        ref = gateway.market.daily_bars("ZO", 20)
+        ref = ref[ref.index.date <= end].iloc[-5:]
+        assert [b.date for b in old] == list(ref.index.date) and [b.close for b in old] == list(ref["close"])
         errs = errors_of(ib)
         assert len(await ib.reqHistoricalDataAsync(c, "", "1 D", "5 mins", "TRADES", True)) == 0
         assert any(e[1] == 162 for e in errs)
@@ -410,7 +417,7 @@ async def test_nightly_reset_keeps_state_ids_grow(gateway):
     finally:
         ib.disconnect()
     # a scheduled reset fires when the simulated clock passes the time of day
-    t = gateway.clock.now() + __import__("datetime").timedelta(minutes=2)
+    t = gateway.clock.now() + timedelta(minutes=2)
     gateway.faults.nightly_reset(duration=0.0, at=t.strftime("%H:%M"))
     gateway.step(1)
     n = gateway.faults.counts["resets"]
@@ -469,8 +476,7 @@ async def test_server_version_178_round_trip():
             ib.disconnect()
         oo = [f for _, sv, f in gw.wire_log if f[0] == 5]
         assert oo and all(sv == 178 for _, sv, f in gw.wire_log)
-        assert len(msg := oo[0]) == len(__import__("hydra_nb.gateway_sim", fromlist=["x"]).msg_open_order(
-            gw.orders[(1, tr.order.orderId)], 176)) - 1            # no faProfile from 177
+        assert len(oo[0]) == len(msg_open_order(gw.orders[(1, tr.order.orderId)], 176)) - 1   # no faProfile from 177
         ex = [f for _, sv, f in gw.wire_log if f[0] == 11]
         assert len(ex[0]) == 32                                     # pendingPriceRevision from 178
         assert_wire_clean(gw)

@@ -8,6 +8,7 @@ from ibapi.client import EClient
 from ibapi.contract import Contract
 from ibapi.execution import ExecutionFilter
 from ibapi.order import Order
+from ibapi.order_cancel import OrderCancel
 from ibapi.wrapper import EWrapper
 from hydra_nb.gateway_sim import GatewaySim, check_message
 from hydra_nb.market import SimClock
@@ -130,7 +131,7 @@ def test_ibapi_orders_executions_positions_account(gw_thread):
         assert app.of("openOrder")[0][2].lmtPrice == round(q.bid - 0.5, 3)
         app.placeOrder(oid, c, lmt("BUY", 3, round(q.bid - 0.25, 3)))           # modify
         app.wait(lambda: gw.orders[(8, oid)].total_qty == 3, what="modify")
-        app.cancelOrder(oid, __import__("ibapi.order_cancel", fromlist=["OrderCancel"]).OrderCancel())
+        app.cancelOrder(oid, OrderCancel())
         app.wait(lambda: any(e[:2] == (oid, 202) for e in app.of("error")), what="202")
         assert [a[1] for a in app.of("orderStatus") if a[0] == oid][-1] == "Cancelled"
         app.placeOrder(oid, c, lmt("BUY", 1, q.bid))                              # reuse of a done id
