@@ -294,3 +294,44 @@ def test_observation_can_be_one_bar_at_a_time(tmp_path):
         agent.run_cycle(bars.iloc[[d]])
     assert len(agent.history) == START + 3 and agent.history.index.equals(bars.index[:START + 3])
     reg.close()
+
+
+# --- the multi-seed study behind the figures quoted in nbs/12_agent.ipynb (not a test: ~1 minute) -----------------
+
+def study(seeds=range(20)):
+    "Per seed: control (no switch, 60 days) and switch (momentum -> mean reversion at day 140, 60 days after it)."
+    import tempfile
+    ex, rows = cf.ThreadPoolExecutor(2), []
+
+    def run(bars):
+        reg = ModelRegistry(tempfile.mkdtemp(), "ZO")
+        reg.register(_champion(bars), status="champion", reason="initial", actor="operator")
+        ag = AgentLoop(reg, executor=ex)
+        _run(ag, bars, START, len(bars) - 1)
+        return ag.journal(), reg
+
+    for s in seeds:
+        c, _ = run(simulate_daily_bars("ZO", 181, seed=100 + s))
+        b = simulate_daily_bars("ZO", 201, seed=s, regimes={0: "momentum", K: "mean_reversion"})
+        w, reg = run(b)
+        d = w[w.drifted & (w.as_of >= b.index[K])].as_of.min()
+        pr = w[w.action == "promote"]
+        row = dict(seed=s, control_alarm_days=int(c.drifted.sum()), control_promotions=int((c.action == "promote").sum()),
+                   detect_delay=_day(b, d) - K if pd.notna(d) else None, promotion_delay=None, hit_old=None, hit_new=None)
+        if len(pr):
+            p = _day(b, pr.as_of.iloc[0]); sl = slice(b.index[p + 1], b.index[-1])
+            row.update(promotion_delay=p - K, hit_old=reg.load(1).hits(b).loc[sl].mean(),
+                       hit_new=reg.load(int(pr.champion_after.iloc[0])).hits(b).loc[sl].mean())
+        rows.append(row); print(row, flush=True)
+    df = pd.DataFrame(rows)
+    print(f"control: {df.control_promotions.sum()} promotions in {len(df)} x 60 days; runs with an alarm: "
+          f"{(df.control_alarm_days > 0).sum()}, alarm days median {df.control_alarm_days.median():g}")
+    print(f"detection delay: median {df.detect_delay.median():g}, within 5 days {(df.detect_delay <= 5).mean():.0%}, max {df.detect_delay.max()}")
+    print(f"promoted within 60 days: {df.promotion_delay.notna().sum()}/{len(df)}, delay median {df.promotion_delay.median():g}; "
+          f"hit rate after promotion: new {df.hit_new.median():.2f} vs old {df.hit_old.median():.2f} (median), new > old in "
+          f"{(df.hit_new > df.hit_old).sum()}/{df.hit_new.notna().sum()}")
+    return df
+
+
+if __name__ == "__main__":
+    study()
