@@ -296,6 +296,36 @@ def test_observation_can_be_one_bar_at_a_time(tmp_path):
     reg.close()
 
 
+def test_import_arrows():
+    "drift and models import no other hydra module but config/core; agent only drift and models (never market)."
+    import ast, pathlib
+    allowed = {"drift": {"config", "core"}, "models": {"config", "core"}, "agent": {"config", "core", "drift", "models"}}
+    for mod, ok in allowed.items():
+        tree = ast.parse((pathlib.Path(__file__).parent.parent/"hydra_nb"/f"{mod}.py").read_text())
+        used = set()
+        for n in ast.walk(tree):
+            if isinstance(n, ast.ImportFrom):
+                if n.level: used.add((n.module or "").split(".")[0])
+                elif (n.module or "").startswith("hydra_nb."): used.add(n.module.split(".")[1])
+            elif isinstance(n, ast.Import):
+                used |= {a.name.split(".")[1] for a in n.names if a.name.startswith("hydra_nb.")}
+        assert used <= ok, (mod, used - ok)
+
+
+async def test_cancelled_async_cycle_does_not_leave_the_lock_held(tmp_path):
+    bars = _drifting_bars()
+    reg, agent = _agent(tmp_path, bars, executor=cf.ThreadPoolExecutor(2))
+    agent._lock.acquire()                                           # a cycle "in progress"
+    task = asyncio.create_task(agent.run_cycle_async(bars.iloc[:K + 3]))
+    await asyncio.sleep(0.05); task.cancel()
+    with pytest.raises(asyncio.CancelledError): await task
+    agent._lock.release()
+    await asyncio.sleep(0.05)
+    r = await asyncio.wait_for(agent.run_cycle_async(bars.iloc[:K + 3]), 30)   # would hang if the lock leaked
+    assert r.cycle_id is not None
+    reg.close()
+
+
 # --- the multi-seed study behind the figures quoted in nbs/12_agent.ipynb (not a test: ~1 minute) -----------------
 
 def study(seeds=range(20)):
