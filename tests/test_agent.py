@@ -210,6 +210,22 @@ def test_process_pool_timeout_is_handled_and_pool_recovers(tmp_path):
     agent.close(); reg.close()
 
 
+def crashing_experiment(*args):
+    os._exit(3)                                                     # a worker that dies (segfault, OOM kill)
+
+
+def test_a_crashed_worker_breaks_no_later_cycle(tmp_path):
+    bars = _drifting_bars()
+    reg, agent = _agent(tmp_path, bars)                             # real process pool
+    agent.experiment_fn = crashing_experiment
+    r = agent.run_cycle(bars.iloc[:K + 3])
+    assert r.phase is Phase.EXPERIMENT and "BrokenProcessPool" in r.reason and agent._executor is None, r.reason
+    agent.experiment_fn, agent.cfg = run_experiment, AgentConfig(retry_after=0)
+    r2 = agent.run_cycle(bars.iloc[:K + 4])
+    assert r2.experiments and all(e["status"] == "ok" for e in r2.experiments), r2.reason
+    agent.close(); reg.close()
+
+
 def test_experiment_errors_are_reported(tmp_path):
     bars = _drifting_bars()
     reg, agent = _agent(tmp_path, bars, executor=cf.ThreadPoolExecutor(2))
