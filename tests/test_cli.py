@@ -16,7 +16,7 @@ def run(*args, env=None):
 def test_help_lists_subcommands():
     r = run("--help")
     assert r.returncode == 0
-    for cmd in ["status", "gateway-sim", "paper-trade", "fill-report", "report", "gate"]:
+    for cmd in ["status", "kill", "resume", "gateway-sim", "paper-trade", "fill-report", "report", "gate"]:
         assert cmd in r.stdout
 
 
@@ -76,3 +76,31 @@ def test_settings_found_via_env_then_cwd(tmp_path):
     assert json.loads(run("status", "--json").stdout)["settings_file"] == str(tmp_path / "settings.ini")
     d = json.loads(run("status", "--json", env={"HYDRA_SETTINGS": str(other)}).stdout)
     assert d["settings_file"] == str(other)
+
+
+def test_kill_switch_from_the_shell_halts_a_gate(isolated_env):
+    "`hydra kill` in one process; a RiskGate on the same state database rejects new orders, passes cancels."
+    from types import SimpleNamespace as NS
+    from hydra_nb.config import RiskSettings
+    from hydra_nb.core import state_db_path
+    from hydra_nb.risk import CircuitBreakerManager, OrderContext, PreTradeChecks, RiskGate
+    sent = []
+    sink = NS(place_order=lambda c, o: sent.append(("place", o.orderRef)) or "trade",
+              modify_order=lambda c, o: sent.append(("modify", o.orderRef)),
+              cancel_order=lambda o: sent.append(("cancel", o.orderRef)))
+    risk = RiskSettings()
+    gate = RiskGate(sink, CircuitBreakerManager.from_settings(risk, db=state_db_path(isolated_env / "state")),
+                    PreTradeChecks.from_settings(risk), sync_interval=0)   # re-read the state DB on every submit
+    contract = NS(symbol="ZO", conId=1, exchange="CBOT", multiplier="5000")
+    order = lambda ref: NS(action="BUY", totalQuantity=1, lmtPrice=3.5, orderType="LMT", orderRef=ref, orderId=1)
+    ctx = OrderContext(reference_price=3.5, tick_size=0.0025, multiplier=5000, equity=1_000_000)
+    assert gate.submit(contract, order("a"), ctx).allowed
+    r = run("kill", "--reason", "test halt")
+    assert r.returncode == 0, r.stderr
+    status = json.loads(run("status", "--json").stdout)["risk"]
+    assert status["halted"] and status["halt_reason"] == "test halt"
+    d = gate.submit(contract, order("b"), ctx)
+    assert not d.allowed and str(d.trading_state) == "HALTED"
+    assert gate.cancel(order("a")).allowed
+    assert sent == [("place", "a"), ("cancel", "a")]
+    assert run("resume").returncode == 0
