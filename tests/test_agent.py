@@ -236,6 +236,41 @@ def test_experiment_errors_are_reported(tmp_path):
     reg.close()
 
 
+def test_thread_pool_cycle_in_a_fresh_interpreter(tmp_path):
+    "A caller's thread pool in a process that never imported the process-pool module (no test ordering can hide it)."
+    import subprocess, sys, textwrap
+    code = textwrap.dedent(f"""
+        import concurrent.futures as cf, sys
+        sys.path.insert(0, {str(os.path.dirname(__file__))!r})
+        from test_agent import _agent, _drifting_bars, K
+        import pathlib
+        bars = _drifting_bars()
+        with cf.ThreadPoolExecutor(2) as ex:
+            reg, agent = _agent(pathlib.Path({str(tmp_path)!r}), bars, executor=ex)
+            r = agent.run_cycle(bars.iloc[:K + 3])
+        assert "concurrent.futures.process" not in sys.modules
+        print(sorted({{e["status"] for e in r.experiments}}))
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "['ok']", out.stdout
+
+
+def test_a_callers_executor_is_kept_after_a_timeout(tmp_path):
+    "The agent only kills pools it created: a caller's executor stays in use (no unowned process pool appears)."
+    import threading
+    release = threading.Event()
+    bars = _drifting_bars()
+    with cf.ThreadPoolExecutor(2) as ex:
+        reg, agent = _agent(tmp_path, bars, executor=ex, timeout=0.3)
+        agent.experiment_fn = lambda *a: release.wait(10)
+        r = agent.run_cycle(bars.iloc[:K + 3])
+        release.set()
+        assert r.experiments and all(e["status"] == "timeout" for e in r.experiments), r.reason
+        assert agent._executor is ex and not agent._owns_executor
+    reg.close()
+
+
 async def test_event_loop_stays_responsive_while_a_cycle_trains(tmp_path):
     bars = _drifting_bars()
     reg, agent = _agent(tmp_path, bars)                             # real process pool
