@@ -1,6 +1,6 @@
 """RiskGate and circuit breakers beyond the notebook: state across real process restarts and SIGKILL, real ib_async
 order/contract objects, random bad input never forwarded, the rate window as a property, and the import arrows."""
-import ast, json, math, os, signal, subprocess, sys, textwrap
+import ast, json, math, os, signal, subprocess, sys, textwrap, time
 from pathlib import Path
 from types import SimpleNamespace as NS
 
@@ -333,6 +333,30 @@ def test_locked_database_fails_closed(tmp_path):
     assert math.isclose(fresh.history()[0]["observed"], -50_000 / 1_050_000)     # over start-of-day equity
     fresh.close(); gate.breakers.close(); mine.close(); other.close()
 
+
+
+def test_reducing_orders_pass_while_another_writer_holds_the_lock(tmp_path):
+    """Once a breaker is TRIGGERED, the same breach again writes nothing: a reducing order never waits on (or fails for)
+    the write lock of another writer of the state database, e.g. the journal recording a fill."""
+    from hydra_nb.core import open_state_db, transaction
+    db = state_db_path(tmp_path)
+    sink, clock = Spy(), FakeClock()
+    gate = RiskGate(sink, CircuitBreakerManager(db=open_state_db(db, timeout=0.2)), PreTradeChecks(), Rec(), clock)
+    zo = NS(symbol="ZO", conId=1, exchange="CBOT", multiplier="50")
+    sell = NS(action="SELL", totalQuantity=1, lmtPrice=400.0, orderType="LMT", orderRef="r", orderId=0)
+    losing = OrderContext(400.0, 0.25, 50, position=3, equity=1e6, daily_pnl=-50_000.0)
+    d = gate.submit(zo, sell, losing)                          # trips daily_loss (saved), the reducing order passes
+    assert d.allowed and d.trading_state is TradingState.REDUCING
+    other = open_state_db(db, timeout=0.2)
+    with transaction(other):                                   # another writer holds the lock
+        t0 = time.perf_counter()
+        for i in range(5):
+            clock.t = 0.1 * (i + 1)                            # within sync_interval: no sync either
+            d = gate.submit(zo, sell, losing)
+            assert d.allowed and d.reasons == [] and d.trading_state is TradingState.REDUCING, d.reasons
+        assert time.perf_counter() - t0 < 0.2                  # never waited for the busy timeout
+    assert len(sink.placed) == 6 and gate.breakers.blocking == ("daily_loss",)
+    gate.breakers._conn.close(); other.close()
 
 def test_fill_journal_records_every_decision(tmp_path):
     "The contract with the journal: FillJournal.record_risk_decision stores every decision the gate makes."
