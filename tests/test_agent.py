@@ -138,6 +138,27 @@ def test_rollback_of_a_degrading_promotion_and_no_flapping(tmp_path):
     reg.close()
 
 
+def test_supervised_rollback_proposed_then_approved_sets_the_same_cooldown(tmp_path):
+    "Supervised: the rollback is proposed (nothing changes), the operator approves it, and the agent's state is then what an autonomous rollback leaves."
+    bars = simulate_daily_bars("ZO", 221, seed=1)
+    reg, agent = _agent(tmp_path, bars, executor=cf.ThreadPoolExecutor(2), autonomy="supervised")
+    v2 = reg.register(_mr_model(), reason="candidate from the desk").version
+    agent.observe_bars(bars.iloc[:START])
+    agent.approve(v2, reason="operator promotes a mean-reversion model")
+    with agent:
+        for d in range(START, 221):
+            r = agent.run_cycle(bars.iloc[:d + 1])
+            if r.action == "propose_rollback": break
+        assert r.action == "propose_rollback" and r.reason.startswith("supervised: rollback to v1 proposed"), r.reason
+        assert reg.champion().version == 2
+        assert agent.approve_rollback().version == 1
+        day = str(bars.index[d].date())
+        st = agent._state()
+        assert (st["streak"], st["last_action"], st["last_action_as_of"], st["cusum_since"]) == (0, "rollback", day, day)
+        assert reg.events().iloc[-1][["action", "actor"]].tolist() == ["rollback", "operator"]
+    reg.close()
+
+
 def test_similar_promotion_is_not_rolled_back(tmp_path):
     "Hysteresis: a promoted model about as good as the old one is never rolled back over its 60-day probation."
     bars = simulate_daily_bars("ZO", 181, seed=2)
