@@ -39,7 +39,10 @@ def pct(xs, q): return float(np.percentile(xs, q))
 
 
 def main():
-    d = Path(tempfile.mkdtemp(prefix="bench_journal_"))
+    with tempfile.TemporaryDirectory(prefix="bench_journal_") as tmp: run(Path(tmp))
+
+
+def run(d):
     fills = [fill(i) for i in range(N_BATCH)]
     rows = [FillRecord.from_any(f)._row() for f in fills[:N_BATCH]]   # baseline gets pre-validated tuples (no Python work)
 
