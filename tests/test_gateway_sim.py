@@ -2,7 +2,7 @@
 
 Every test also checks the wire: each message the server sent during the test is decoded by IB's own Python client
 (ibapi, strictly: no missing and no left-over field) and by ib_async (`check_message`)."""
-import asyncio, math, time
+import asyncio, contextlib, math, time
 from datetime import datetime, timedelta, timezone
 import pytest
 from ib_async import IB, ContFuture, ExecutionFilter, Future, LimitOrder, Order
@@ -41,11 +41,33 @@ def assert_wire_clean(gw):
     assert seen, "nothing was sent"
 
 
+@contextlib.asynccontextmanager
+async def session(gw, cid=1):
+    "A connected client; disconnected at the end, and then every message the server sent is checked with both decoders."
+    ib = await connect(gw, cid)
+    try:
+        yield ib
+    finally:
+        ib.disconnect()
+    assert_wire_clean(gw)
+
+
 def front(gw, sym):
     return next(c for c in gw.contracts if c.symbol == sym)
 
 
+def fut(gw, sym):
+    "The front month of `sym`, by conId."
+    c = front(gw, sym)
+    return Future(conId=c.con_id, exchange=c.exchange)
+
+
 TICK = {"ZO": 0.0025, "HE": 0.025}
+
+
+def ticks(px, n, sym):
+    "`px` moved by `n` ticks of `sym`."
+    return round(px + n * TICK[sym], 4)
 
 
 # -- connect ----------------------------------------------------------------------------------------------------
@@ -69,22 +91,18 @@ async def test_connect_fast_no_timeouts(gateway, caplog):
 
 
 async def test_current_time_follows_clock(gateway):
-    ib = await connect(gateway)
-    try:
+    async with session(gateway) as ib:
         t1 = await ib.reqCurrentTimeAsync()
         gateway.step(3600)
         t2 = await ib.reqCurrentTimeAsync()
         assert t1 == gateway.clock.now().replace(microsecond=0) - (t2 - t1)
         assert (t2 - t1).total_seconds() == 3600
-    finally:
-        ib.disconnect()
 
 
 # -- contracts, market data, bars ---------------------------------------------------------------------------------
 async def test_qualify_by_month_conid_and_front(gateway):
-    ib = await connect(gateway)
-    errs = errors_of(ib)
-    try:
+    async with session(gateway) as ib:
+        errs = errors_of(ib)
         zo = [c for c in gateway.contracts if c.symbol == "ZO"]
         [a] = await ib.qualifyContractsAsync(Future("ZO", zo[1].month, exchange="CBOT"))
         assert (a.conId, a.localSymbol, a.multiplier, a.lastTradeDateOrContractMonth) == \
@@ -98,15 +116,11 @@ async def test_qualify_by_month_conid_and_front(gateway):
         assert details[0].minTick == 0.0025 and details[0].timeZoneId == "America/Chicago"
         assert await ib.qualifyContractsAsync(Future("XX", exchange="CBOT")) == [None]
         await until(lambda: any(e[1] == 200 for e in errs), what="error 200")
-    finally:
-        ib.disconnect()
-    assert_wire_clean(gateway)
 
 
 async def test_market_data_snapshot_and_streaming(gateway):
-    ib = await connect(gateway)
-    try:
-        c = Future(conId=front(gateway, "HE").con_id, exchange="CME")
+    async with session(gateway) as ib:
+        c = fut(gateway, "HE")
         [snap] = await ib.reqTickersAsync(c)
         q = gateway.market.quote("HE")
         assert (snap.bid, snap.ask, snap.bidSize, snap.askSize, snap.last, snap.volume) == \
@@ -121,15 +135,11 @@ async def test_market_data_snapshot_and_streaming(gateway):
             seen.add((q.bid, q.ask))
         assert len(seen) > 1, "the quote never moved"
         ib.cancelMktData(c)
-    finally:
-        ib.disconnect()
-    assert_wire_clean(gateway)
 
 
 async def test_daily_bars(gateway):
-    ib = await connect(gateway)
-    try:
-        c = Future(conId=front(gateway, "ZO").con_id, exchange="CBOT")
+    async with session(gateway) as ib:
+        c = fut(gateway, "ZO")
         bars = await ib.reqHistoricalDataAsync(c, "", "10 D", "1 day", "TRADES", True)
         df = gateway.market.daily_bars("ZO", 10)
         assert len(bars) == len(df) > 1
@@ -145,25 +155,21 @@ async def test_daily_bars(gateway):
         errs = errors_of(ib)
         assert len(await ib.reqHistoricalDataAsync(c, "", "1 D", "5 mins", "TRADES", True)) == 0
         assert any(e[1] == 162 for e in errs)
-    finally:
-        ib.disconnect()
-    assert_wire_clean(gateway)
 
 
 # -- orders -------------------------------------------------------------------------------------------------------
 async def test_place_modify_cancel(gateway):
-    ib = await connect(gateway)
-    errs = errors_of(ib)
-    try:
-        c = Future(conId=front(gateway, "HE").con_id, exchange="CME")
+    async with session(gateway) as ib:
+        errs = errors_of(ib)
+        c = fut(gateway, "HE")
         q = gateway.market.quote("HE")
-        px = round(q.bid - 20 * TICK["HE"], 3)
+        px = ticks(q.bid, -20, "HE")
         tr = ib.placeOrder(c, LimitOrder("BUY", 2, px, orderRef="t-1"))
         await until(lambda: tr.orderStatus.status == "Submitted")
         assert [e.status for e in tr.log] == ["PendingSubmit", "PreSubmitted", "Submitted"]
         so = gateway.orders[(1, tr.order.orderId)]
         assert (so.lmt_price, so.total_qty, so.order_ref, so.status) == (px, 2, "t-1", "Submitted")
-        tr.order.lmtPrice = round(px - 4 * TICK["HE"], 3); tr.order.totalQuantity = 3
+        tr.order.lmtPrice = ticks(px, -4, "HE"); tr.order.totalQuantity = 3
         ib.placeOrder(c, tr.order)                          # modify: same orderId
         await until(lambda: tr.orderStatus.remaining == 3 and tr.log[-1].status == "Submitted", what="modify ack")
         assert (so.lmt_price, so.total_qty) == (tr.order.lmtPrice, 3)
@@ -174,25 +180,21 @@ async def test_place_modify_cancel(gateway):
         assert so.status == "Cancelled" and gateway.market.open_orders() == []
         ib.client.cancelOrder(99_999)
         await until(lambda: any(e[1] == 10147 for e in errs), what="error 10147")
-    finally:
-        ib.disconnect()
-    assert_wire_clean(gateway)
 
 
 async def test_partial_fills_then_filled(gateway):
-    ib = await connect(gateway)
-    try:
-        c = Future(conId=front(gateway, "ZO").con_id, exchange="CBOT")
+    async with session(gateway) as ib:
+        c = fut(gateway, "ZO")
         q = gateway.market.quote("ZO")
         statuses = []
-        tr = ib.placeOrder(c, LimitOrder("BUY", 40, round(q.ask + TICK["ZO"], 4)))
+        tr = ib.placeOrder(c, LimitOrder("BUY", 40, ticks(q.ask, 1, "ZO")))
         tr.statusEvent += lambda t: statuses.append((t.orderStatus.status, t.orderStatus.filled, t.orderStatus.remaining))
         await until(lambda: tr.orderStatus.status == "Submitted" and tr.fills, what="first fills")
         await asyncio.sleep(0.05)
         st = tr.orderStatus
         assert 0 < st.filled < 40 and st.remaining == 40 - st.filled
         assert math.isclose(st.avgFillPrice, sum(f.execution.shares * f.execution.price for f in tr.fills) / st.filled)
-        tr.order.lmtPrice = round(q.ask + 60 * TICK["ZO"], 4)   # cross much deeper: the rest fills
+        tr.order.lmtPrice = ticks(q.ask, 60, "ZO")   # cross much deeper: the rest fills
         ib.placeOrder(c, tr.order)
         await until(lambda: tr.orderStatus.status == "Filled", what="Filled")
         assert tr.orderStatus.filled == 40 and tr.orderStatus.remaining == 0
@@ -203,18 +205,14 @@ async def test_partial_fills_then_filled(gateway):
         assert {f.execution.execId for f in tr.fills} == set(ours)
         assert all(math.isclose(f.commissionReport.commission, ours[f.execution.execId].commission) for f in tr.fills)
         assert tr.fills[-1].execution.time == ours[tr.fills[-1].execution.execId].time
-    finally:
-        ib.disconnect()
-    assert_wire_clean(gateway)
 
 
 async def test_positions_account_pnl_after_fills(gateway):
-    ib = await connect(gateway)
-    try:
-        c = Future(conId=front(gateway, "HE").con_id, exchange="CME")
+    async with session(gateway) as ib:
+        c = fut(gateway, "HE")
         for action, n in (("BUY", 3), ("SELL", 1)):
             q = gateway.market.quote("HE")
-            px = round((q.ask + 10 * TICK["HE"]) if action == "BUY" else (q.bid - 10 * TICK["HE"]), 3)
+            px = ticks(q.ask, 10, "HE") if action == "BUY" else ticks(q.bid, -10, "HE")
             tr = ib.placeOrder(c, LimitOrder(action, n, px))
             await until(lambda: tr.orderStatus.status == "Filled", what=f"{action} filled")
         pnl = ib.reqPnL("DU1234567")
@@ -241,14 +239,11 @@ async def test_positions_account_pnl_after_fills(gateway):
         assert math.isclose(summ["NetLiquidation"], vals[("NetLiquidation", "USD")], abs_tol=0.011)
         assert math.isclose(vals[("Commissions", "USD")], sum(e.commission for e in fills), abs_tol=0.011)
         assert math.isclose(summ["TotalCashValue"], vals[("TotalCashValue", "USD")], abs_tol=0.011)
-    finally:
-        ib.disconnect()
-    assert_wire_clean(gateway)
 
 
 async def test_executions_after_reconnect_with_filters(gateway):
     ib = await connect(gateway, 3)
-    c = Future(conId=front(gateway, "ZO").con_id, exchange="CBOT")
+    c = fut(gateway, "ZO")
     q = gateway.market.quote("ZO")
     tr = ib.placeOrder(c, LimitOrder("BUY", 2, round(q.bid, 4)))     # rests at the bid
     await until(lambda: tr.orderStatus.status == "Submitted")
@@ -260,8 +255,7 @@ async def test_executions_after_reconnect_with_filters(gateway):
         if gateway.orders[(3, oid)].status == "Filled": break
     assert gateway.orders[(3, oid)].status == "Filled"
     away = [e.exec_id for e in gateway.executions() if e.order_id == oid]
-    ib = await connect(gateway, 3)
-    try:
+    async with session(gateway, 3) as ib:
         assert {f.execution.execId for f in ib.fills()} == set(away)
         [tr2] = [t for t in ib.trades() if t.order.permId == tr.order.permId]   # rebuilt from completed orders
         assert tr2.orderStatus.status == "Filled" and {f.execution.execId for f in tr2.fills} == set(away)
@@ -273,23 +267,19 @@ async def test_executions_after_reconnect_with_filters(gateway):
         later = gateway.clock.now().strftime("%Y%m%d %H:%M:%S")
         assert await ib.reqExecutionsAsync(ExecutionFilter(time=later)) == []
         assert await ib.reqExecutionsAsync(ExecutionFilter(clientId=4)) == []
-    finally:
-        ib.disconnect()
-    assert_wire_clean(gateway)
 
 
 # -- errors ------------------------------------------------------------------------------------------------------
 async def test_error_codes_103_200_201(gateway):
-    ib = await connect(gateway)
-    errs = errors_of(ib)
-    try:
-        c = Future(conId=front(gateway, "HE").con_id, exchange="CME")
+    async with session(gateway) as ib:
+        errs = errors_of(ib)
+        c = fut(gateway, "HE")
         q = gateway.market.quote("HE")
-        t1 = ib.placeOrder(c, LimitOrder("BUY", 1, round(q.bid - 10 * TICK["HE"], 3)))
+        t1 = ib.placeOrder(c, LimitOrder("BUY", 1, ticks(q.bid, -10, "HE")))
         await until(lambda: t1.orderStatus.status == "Submitted")
         ib.cancelOrder(t1.order)
         await until(lambda: t1.orderStatus.status == "Cancelled")
-        ib.client.placeOrder(t1.order.orderId, c, LimitOrder("BUY", 1, round(q.bid - 10 * TICK["HE"], 3)))
+        ib.client.placeOrder(t1.order.orderId, c, LimitOrder("BUY", 1, ticks(q.bid, -10, "HE")))
         await until(lambda: any(e[1] == 103 and e[0] == t1.order.orderId for e in errs), what="103")
         t2 = ib.placeOrder(Future("XX", "202703", exchange="CBOT"), LimitOrder("BUY", 1, 1.0))
         await until(lambda: any(e[1] == 200 and e[0] == t2.order.orderId for e in errs), what="200")
@@ -308,18 +298,15 @@ async def test_error_codes_103_200_201(gateway):
         assert [e[1] for e in errs if e[0] == t5.order.orderId] == [110]
         assert all(not o.done or o.status == "Cancelled" for o in gateway.orders.values())
         assert len(gateway.orders) == 1                              # only the first order was ever accepted
-    finally:
-        ib.disconnect()
-    assert_wire_clean(gateway)
 
 
 async def test_global_cancel_two_clients(gateway):
     a, b = await connect(gateway, 11), await connect(gateway, 12)
     try:
         q = gateway.market.quote("HE")
-        c = Future(conId=front(gateway, "HE").con_id, exchange="CME")
-        ta = a.placeOrder(c, LimitOrder("BUY", 1, round(q.bid - 10 * TICK["HE"], 3)))
-        tb = b.placeOrder(c, LimitOrder("SELL", 1, round(q.ask + 10 * TICK["HE"], 3)))
+        c = fut(gateway, "HE")
+        ta = a.placeOrder(c, LimitOrder("BUY", 1, ticks(q.bid, -10, "HE")))
+        tb = b.placeOrder(c, LimitOrder("SELL", 1, ticks(q.ask, 10, "HE")))
         await until(lambda: ta.orderStatus.status == tb.orderStatus.status == "Submitted")
         assert a.openTrades() == [ta] and b.openTrades() == [tb]      # each client sees its own
         allo = await a.reqAllOpenOrdersAsync()
@@ -348,9 +335,8 @@ async def test_client_id_in_use_then_fast_reconnect(gateway):
 
 
 async def test_pacing_violation_100(gateway):
-    ib = await connect(gateway)
-    errs = errors_of(ib)
-    try:
+    async with session(gateway) as ib:
+        errs = errors_of(ib)
         gateway.faults.pacing_limit(20)
         for _ in range(60): ib.client.reqCurrentTime()
         await until(lambda: sum(e[1] == 100 for e in errs) >= 20, what="errors 100")
@@ -358,19 +344,14 @@ async def test_pacing_violation_100(gateway):
         gateway.faults.pacing_limit(None)
         await asyncio.sleep(0.05)
         assert await asyncio.wait_for(ib.reqCurrentTimeAsync(), 1)
-    finally:
-        ib.disconnect()
 
 
 async def test_connectivity_lost_restored_1100_1102(gateway):
-    ib = await connect(gateway)
-    errs = errors_of(ib)
-    try:
+    async with session(gateway) as ib:
+        errs = errors_of(ib)
         gateway.faults.connectivity_lost(0.05)
         await until(lambda: [e[1] for e in errs] == [1100, 1102], what="1100 then 1102")
         assert ib.isConnected()
-    finally:
-        ib.disconnect()
 
 
 # -- faults -------------------------------------------------------------------------------------------------------
@@ -401,21 +382,18 @@ async def test_refuse_connections_then_accept(gateway):
 
 async def test_nightly_reset_keeps_state_ids_grow(gateway):
     ib = await connect(gateway, 1)
-    c = Future(conId=front(gateway, "HE").con_id, exchange="CME")
+    c = fut(gateway, "HE")
     q = gateway.market.quote("HE")
-    tr = ib.placeOrder(c, LimitOrder("BUY", 1, round(q.bid - 10 * TICK["HE"], 3)))
+    tr = ib.placeOrder(c, LimitOrder("BUY", 1, ticks(q.bid, -10, "HE")))
     await until(lambda: tr.orderStatus.status == "Submitted")
     gateway.faults.nightly_reset(duration=0.2)
     await until(lambda: not ib.isConnected(), what="reset drops the client")
     with pytest.raises(ConnectionRefusedError):
         await IB().connectAsync("127.0.0.1", gateway.port, clientId=1, timeout=1)
     await asyncio.sleep(0.25)
-    ib = await connect(gateway, 1)
-    try:
+    async with session(gateway, 1) as ib:
         assert ib.client.getReqId() > tr.order.orderId
         assert [t.order.permId for t in ib.openTrades()] == [tr.order.permId]   # the working order survived
-    finally:
-        ib.disconnect()
     # a scheduled reset fires when the simulated clock passes the time of day
     t = gateway.clock.now() + timedelta(minutes=2)
     gateway.faults.nightly_reset(duration=0.0, at=t.strftime("%H:%M"))
@@ -426,28 +404,24 @@ async def test_nightly_reset_keeps_state_ids_grow(gateway):
 
 
 async def test_latency(gateway):
-    ib = await connect(gateway)
-    try:
+    async with session(gateway) as ib:
         t0 = time.perf_counter(); await ib.reqCurrentTimeAsync(); base = time.perf_counter() - t0
         gateway.faults.set_latency(0.15)
         t0 = time.perf_counter(); await ib.reqCurrentTimeAsync(); slow = time.perf_counter() - t0
         assert slow >= 0.15 > base
         gateway.faults.set_latency(0)
-    finally:
-        ib.disconnect()
 
 
 async def test_reject_next_and_halt(gateway):
-    ib = await connect(gateway)
-    errs = errors_of(ib)
-    try:
-        c = Future(conId=front(gateway, "ZO").con_id, exchange="CBOT")
+    async with session(gateway) as ib:
+        errs = errors_of(ib)
+        c = fut(gateway, "ZO")
         q = gateway.market.quote("ZO")
         gateway.faults.reject_next_order("risk desk says no")
         t1 = ib.placeOrder(c, LimitOrder("BUY", 1, q.bid))
         await until(lambda: t1.orderStatus.status == "Cancelled")
         assert [(e[1], e[2]) for e in errs if e[0] == t1.order.orderId] == [(201, "Order rejected - reason:risk desk says no")]
-        t2 = ib.placeOrder(c, LimitOrder("BUY", 1, round(q.bid - 4 * TICK["ZO"], 4)))   # only the next one
+        t2 = ib.placeOrder(c, LimitOrder("BUY", 1, ticks(q.bid, -4, "ZO")))   # only the next one
         await until(lambda: t2.orderStatus.status == "Submitted")
         gateway.faults.halt("ZO")
         t3 = ib.placeOrder(c, LimitOrder("BUY", 1, q.ask))
@@ -456,8 +430,6 @@ async def test_reject_next_and_halt(gateway):
         assert "halted" in next(e[2] for e in errs if e[0] == t3.order.orderId)
         gateway.faults.halt("ZO", False)
         with pytest.raises(KeyError): gateway.faults.halt("XX")
-    finally:
-        ib.disconnect()
 
 
 # -- versions and clocks --------------------------------------------------------------------------------------------
@@ -466,9 +438,9 @@ async def test_server_version_178_round_trip():
         ib = await connect(gw)
         try:
             assert ib.client.serverVersion() == 178
-            c = Future(conId=front(gw, "HE").con_id, exchange="CME")
+            c = fut(gw, "HE")
             q = gw.market.quote("HE")
-            tr = ib.placeOrder(c, LimitOrder("BUY", 1, round(q.ask + 4 * TICK["HE"], 3)))
+            tr = ib.placeOrder(c, LimitOrder("BUY", 1, ticks(q.ask, 4, "HE")))
             await until(lambda: tr.orderStatus.status == "Filled")
             fs = await ib.reqExecutionsAsync()
             assert [f.execution.execId for f in fs] == [e.exec_id for e in gw.executions()]
@@ -520,7 +492,7 @@ async def test_random_drops_lose_no_fill_and_duplicate_no_order(gateway):
     """Orders sent under random disconnects (the reply to an accepted order can be lost with the socket): a client
     that resyncs on reconnect (open + completed orders, executions) never re-sends an order the gateway already has
     and ends with exactly the gateway's executions."""
-    c = Future(conId=front(gateway, "HE").con_id, exchange="CME")
+    c = fut(gateway, "HE")
     ib, sent = None, 0
     for i in range(80):
         if ib is None or not ib.isConnected():
@@ -531,35 +503,31 @@ async def test_random_drops_lose_no_fill_and_duplicate_no_order(gateway):
         if any(t.order.orderRef == ref for t in ib.trades()): continue
         q = gateway.market.quote("HE")
         action = "BUY" if i % 4 < 2 else "SELL"
-        px = round(q.ask + TICK["HE"] if action == "BUY" else q.bid - TICK["HE"], 3)
+        px = ticks(q.ask, 1, "HE") if action == "BUY" else ticks(q.bid, -1, "HE")
         tr = ib.placeOrder(c, LimitOrder(action, 1, px, orderRef=ref)); sent += 1
         await until(lambda: not ib.isConnected() or tr.orderStatus.status in ("Submitted", "Filled"), what="ack or drop")
         gateway.step(5)
     gateway.faults.drop_random(0.0)
     if ib.isConnected(): ib.disconnect()
     await until(lambda: gateway.clients == [])
-    ib = await connect(gateway, 21)
-    try:
+    async with session(gateway, 21) as ib:
         assert gateway.faults.counts["dropped"] >= 3
         refs = [o.order_ref for o in gateway.orders.values()]
         assert len(refs) == len(set(refs)) == 40                  # no slice twice, none lost
         assert {f.execution.execId for f in ib.fills()} == {e.exec_id for e in gateway.executions()}
         assert len(gateway.executions()) >= 40
-    finally:
-        ib.disconnect()
 
 
 async def test_day_orders_expire_at_the_close_gtc_stays_contfut_not_tradable(gateway):
-    ib = await connect(gateway)
-    errs = errors_of(ib)
-    try:
+    async with session(gateway) as ib:
+        errs = errors_of(ib)
         [cont] = await ib.qualifyContractsAsync(ContFuture("HE", exchange="CME"))
         t0 = ib.placeOrder(cont, LimitOrder("BUY", 1, 80.0))
         await until(lambda: t0.orderStatus.status == "Cancelled", what="CONTFUT rejected")
         assert [e[1] for e in errs if e[0] == t0.order.orderId] == [201]
-        c = Future(conId=front(gateway, "HE").con_id, exchange="CME")
+        c = fut(gateway, "HE")
         q = gateway.market.quote("HE")
-        px = round(q.bid - 40 * TICK["HE"], 3)
+        px = ticks(q.bid, -40, "HE")
         day = ib.placeOrder(c, LimitOrder("BUY", 1, px))
         gtc = ib.placeOrder(c, LimitOrder("BUY", 1, px, tif="GTC"))
         await until(lambda: day.orderStatus.status == gtc.orderStatus.status == "Submitted")
@@ -570,18 +538,15 @@ async def test_day_orders_expire_at_the_close_gtc_stays_contfut_not_tradable(gat
         assert not gateway.market.session_open("HE")
         await until(lambda: day.orderStatus.status == "Cancelled", what="DAY order expired")
         assert gtc.orderStatus.status == "Submitted" and gateway.orders[(1, gtc.order.orderId)].status == "Submitted"
-    finally:
-        ib.disconnect()
-    assert_wire_clean(gateway)
 
 
 async def test_executions_are_per_client_unless_master():
     async with GatewaySim(clock=SimClock(mode="stepped"), master_client_id=9, record_wire=True) as gw:
         a, b, m = await connect(gw, 1), await connect(gw, 2), await connect(gw, 9)
         try:
-            c = Future(conId=front(gw, "HE").con_id, exchange="CME")
+            c = fut(gw, "HE")
             q = gw.market.quote("HE")
-            tr = a.placeOrder(c, LimitOrder("BUY", 2, round(q.ask + 4 * TICK["HE"], 3)))
+            tr = a.placeOrder(c, LimitOrder("BUY", 2, ticks(q.ask, 4, "HE")))
             await until(lambda: tr.orderStatus.status == "Filled")
             ids = {e.exec_id for e in gw.executions()}
             await until(lambda: {f.execution.execId for f in m.fills()} == ids, what="master sees live fills")
