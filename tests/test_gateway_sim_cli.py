@@ -25,6 +25,19 @@ def finish(p, sig=signal.SIGTERM):
     return p.returncode, out, err
 
 
+def connect_when_open(port, cid, since, closed_for):
+    "Connect as soon as the listener is back (no fixed sleep to race against a loaded machine); it must have stayed closed `closed_for` s after `since`."
+    while True:
+        try:
+            ib = IB(); ib.connect("127.0.0.1", port, clientId=cid, timeout=3)
+            break
+        except ConnectionRefusedError:
+            assert time.monotonic() - since < closed_for + 10, "the listener never reopened"
+            time.sleep(0.02)
+    assert time.monotonic() - since >= closed_for
+    return ib
+
+
 def sync_until(ib, pred, timeout=3.0):
     t = time.monotonic()
     while not pred():
@@ -51,14 +64,13 @@ def test_process_serves_ib_async_and_stops_on_signal(sig):
 
 
 def test_process_fault_flags():
+    t0 = time.monotonic()
     p, port = spawn("--port", "0", "--refuse-for", "0.6", "--halt", "ZO", "--reject-next", "desk closed",
                     "--latency", "0.01", "--pacing-limit", "200", "--nightly-reset", "23:59")
     try:
         with pytest.raises(ConnectionRefusedError):
             IB().connect("127.0.0.1", port, clientId=2, timeout=1)
-        time.sleep(0.7)
-        ib = IB()
-        ib.connect("127.0.0.1", port, clientId=2, timeout=3)
+        ib = connect_when_open(port, 2, t0, 0.6)
         errs = []
         ib.errorEvent += lambda r, c, m, k: errs.append((r, c, m))
         c = ib.reqContractDetails(Future("ZO", exchange="CBOT"))[0].contract
@@ -81,12 +93,12 @@ def test_process_signals_drop_and_reset():
         try: sync_until(ib, lambda: not ib.isConnected())
         except ConnectionError: pass
         ib.connect("127.0.0.1", port, clientId=3, timeout=3)
+        t0 = time.monotonic()
         p.send_signal(signal.SIGUSR2)                          # nightly reset now: dropped, then refused for 0.5 s
         try: sync_until(ib, lambda: not ib.isConnected())
         except ConnectionError: pass
         with pytest.raises(ConnectionRefusedError): IB().connect("127.0.0.1", port, clientId=3, timeout=1)
-        time.sleep(0.6)
-        ib.connect("127.0.0.1", port, clientId=3, timeout=3); ib.disconnect()
+        connect_when_open(port, 3, t0, 0.5).disconnect()
     finally:
         rc, out, err = finish(p)
     assert rc == 0
