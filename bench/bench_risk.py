@@ -4,7 +4,8 @@ Measures `RiskGate.submit` on an order that passes every check (so every check r
 quantity and notional caps, contract multiplier, the four breakers, trading state, position cap, rate window),
 with a no-op sink and no recorder, timing each call with perf_counter_ns; then the same with the breakers on a
 state database (the gate re-checks it for changes by other processes once per second of its clock; the fake
-clock advances 30 ms per call, so one call in 34 pays that). Then, separately: with a recorder
+clock advances 30 ms per call, so one call in 34 pays that), and in REDUCING (a tripped loss breaker that every
+order breaches again: that must not cost a database write per order). Then, separately: with a recorder
 (the record dict and its ISO time built per decision), a rejected order, and a cancel.
 
 Baselines measured in the same run:
@@ -85,6 +86,15 @@ def main():
                      itertools.count(0.0, 0.03).__next__)
     assert dgate.submit(contract, order, ctx).allowed
     dsub = timed(lambda: dgate.submit(contract, order, ctx))
+    # REDUCING on the state DB: a daily-loss breaker tripped and still breached by every order; a reducing SELL passes
+    ngate = RiskGate(NoopSink(), CircuitBreakerManager(db=Path(tmp.name) / "reducing.db"), PreTradeChecks(), None,
+                     itertools.count(0.0, 0.03).__next__)
+    sell = NS(action="SELL", totalQuantity=1.0, lmtPrice=400.25, orderType="LMT", orderRef="bench", orderId=11)
+    losing = OrderContext(reference_price=400.0, tick_size=0.25, multiplier=50, position=3, equity=1_000_000.0,
+                          daily_pnl=-30_000.0, peak_equity=1_030_000.0)
+    d = ngate.submit(contract, sell, losing)
+    assert d.allowed and str(d.trading_state) == "REDUCING", d
+    nsub = timed(lambda: ngate.submit(contract, sell, losing))
 
     from ib_async import Future, Order            # real ib_async objects (the benchmark may import them; risk does not)
     fut = Future(symbol="ZO", lastTradeDateOrContractMonth="202703", exchange="CBOT", multiplier="50", conId=4242)
@@ -109,6 +119,7 @@ def main():
 
     rows = [("RiskGate.submit, passes all checks (no recorder)", sub),
             ("same, breakers on a state DB (re-sync every 1 s)", dsub),
+            ("same, REDUCING on the state DB (breach persists)", nsub),
             ("same, ib_async Future + Order objects", isub),
             ("RiskGate.submit + recorder (record dict, ISO time)", rec),
             ("RiskGate.submit, rejected (nan quantity)", rej),
@@ -120,11 +131,11 @@ def main():
     print(f"{'':54s} {'median us':>10s} {'p99 us':>8s} {'mean us':>8s}")
     for name, ns in rows:
         s = stats(ns); print(f"{name:54s} {s['median']:10.2f} {s['p99']:8.2f} {s['mean']:8.2f}")
-    dgate.breakers.close(); tmp.cleanup()
+    dgate.breakers.close(); ngate.breakers.close(); tmp.cleanup()
     s, b, z = stats(sub), stats(bare), stats(nop)
     print(f"\nratio submit / bare inline checks (median): {s['median'] / b['median']:.1f}x")
     print(f"ratio submit / no-op call (median):          {s['median'] / z['median']:.1f}x")
-    for name, x in (("no DB", s), ("state DB", stats(dsub))):
+    for name, x in (("no DB", s), ("state DB", stats(dsub)), ("REDUCING, state DB", stats(nsub))):
         ok = x["median"] <= 10 and x["p99"] <= 50
         print(f"budget median <= 10 us, p99 <= 50 us ({name}): {'MET' if ok else 'NOT MET'} "
               f"(median {x['median']:.2f} us, p99 {x['p99']:.2f} us)")
