@@ -17,6 +17,19 @@ async def connect(gw, cid=1, timeout=2, **kw):
     return ib
 
 
+async def connect_when_open(gw, cid, since, closed_for):
+    "Connect as soon as the listener is back (polling, not a sleep racing the reopen); it must have stayed closed `closed_for` s after `since`."
+    while True:
+        try:
+            ib = await connect(gw, cid)
+            break
+        except ConnectionRefusedError:
+            assert time.monotonic() - since < closed_for + 10, "the listener never reopened"
+            await asyncio.sleep(0.01)
+    assert time.monotonic() - since >= closed_for
+    return ib
+
+
 async def until(pred, timeout=2.0, what="condition"):
     t = time.monotonic()
     while not pred():
@@ -371,11 +384,11 @@ async def test_drop_all_and_drop_random(gateway):
 
 
 async def test_refuse_connections_then_accept(gateway):
+    t0 = time.monotonic()
     gateway.faults.refuse_connections(0.3)
     with pytest.raises(ConnectionRefusedError):
         await IB().connectAsync("127.0.0.1", gateway.port, clientId=1, timeout=1)
-    await asyncio.sleep(0.35)
-    ib = await connect(gateway, 1)
+    ib = await connect_when_open(gateway, 1, t0, 0.3)
     assert ib.isConnected()
     ib.disconnect()
 
@@ -386,14 +399,17 @@ async def test_nightly_reset_keeps_state_ids_grow(gateway):
     q = gateway.market.quote("HE")
     tr = ib.placeOrder(c, LimitOrder("BUY", 1, ticks(q.bid, -10, "HE")))
     await until(lambda: tr.orderStatus.status == "Submitted")
+    t0 = time.monotonic()
     gateway.faults.nightly_reset(duration=0.2)
     await until(lambda: not ib.isConnected(), what="reset drops the client")
     with pytest.raises(ConnectionRefusedError):
         await IB().connectAsync("127.0.0.1", gateway.port, clientId=1, timeout=1)
-    await asyncio.sleep(0.25)
-    async with session(gateway, 1) as ib:
+    ib = await connect_when_open(gateway, 1, t0, 0.2)
+    try:
         assert ib.client.getReqId() > tr.order.orderId
         assert [t.order.permId for t in ib.openTrades()] == [tr.order.permId]   # the working order survived
+    finally:
+        ib.disconnect()
     # a scheduled reset fires when the simulated clock passes the time of day
     t = gateway.clock.now() + timedelta(minutes=2)
     gateway.faults.nightly_reset(duration=0.0, at=t.strftime("%H:%M"))
