@@ -99,6 +99,20 @@ def test_a_failed_register_leaves_no_row_and_no_file(tmp_path):
         assert list((tmp_path/"models").iterdir()) == []
 
 
+def test_artifact_is_on_disk_before_its_row_commits(tmp_path, monkeypatch):
+    "register fsyncs the artifact (and its directory) while the row is still uncommitted."
+    import hydra_nb.models as models
+    m = DirectionalModel(ModelSpec(train_window=30)).fit(simulate_daily_bars("ZO", 80, seed=9))
+    with ModelRegistry(tmp_path, "ZO") as reg:
+        synced, real_fsync = [], os.fsync
+        def fsync(fd):
+            synced.append((os.fstat(fd).st_size, reg.conn.in_transaction)); real_fsync(fd)
+        monkeypatch.setattr(models.os, "fsync", fsync)
+        rec = reg.register(m, reason="x")
+        size = rec.artifact.stat().st_size
+    assert synced and synced[0] == (size, True) and len(synced) == 2, synced   # the file, whole, then its directory
+
+
 def test_a_failed_promote_changes_nothing(tmp_path, monkeypatch):
     bars = simulate_daily_bars("ZO", 80, seed=7)
     m = DirectionalModel(ModelSpec(train_window=30)).fit(bars)
