@@ -54,6 +54,19 @@ def start_app(port, cid=1):
     return app, th
 
 
+def start_app_when_open(port, cid, since, closed_for):
+    "Connect as soon as the listener is back (polling, not a sleep racing the gateway's thread); it stayed closed `closed_for` s after `since`."
+    while True:
+        app = App(); app.connect("127.0.0.1", port, cid)
+        if app.isConnected(): break
+        assert time.monotonic() - since < closed_for + 10, "the listener never reopened"
+        time.sleep(0.01)
+    assert time.monotonic() - since >= closed_for
+    th = threading.Thread(target=app.run, daemon=True); th.start()
+    app.wait(lambda: app.of("nextValidId") and app.of("managedAccounts"), what="nextValidId + managedAccounts")
+    return app, th
+
+
 def stop_app(app, th):
     app.disconnect(); th.join(3)
 
@@ -225,11 +238,11 @@ def test_ibapi_partial_fills_reconnect_two_clients_errors_and_faults(gw_thread):
         b.wait(lambda: any(e[1] == 201 and e[2].endswith("no") for e in b.of("error")), what="rejected")
         assert gw_thread.call(lambda g: g.faults.drop_all()) == 2
         a2.wait(lambda: a2.of("connectionClosed") and b.of("connectionClosed"), what="drops noticed")
+        t0 = time.monotonic()
         gw_thread.call(lambda g: g.faults.refuse_connections(0.3))
         r = App(); r.connect("127.0.0.1", gw_thread.port, 23)
         assert not r.isConnected() and any(e[1] == 502 for e in r.of("error"))   # ibapi: couldn't connect
-        time.sleep(0.35)
-        ok, tok = start_app(gw_thread.port, 23); stop_app(ok, tok)
+        ok, tok = start_app_when_open(gw_thread.port, 23, t0, 0.3); stop_app(ok, tok)
         ta2.join(3)
     finally:
         for app, th in ((a, ta), (b, tb)):
