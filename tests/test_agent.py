@@ -247,6 +247,25 @@ def test_a_crashed_worker_breaks_no_later_cycle(tmp_path):
     agent.close(); reg.close()
 
 
+def test_a_crash_while_journaling_undoes_the_promotion(tmp_path, monkeypatch):
+    "The promotion and the cycle's journal entry commit together: a failure in between leaves neither."
+    bars = _drifting_bars()
+    reg, agent = _agent(tmp_path, bars, executor=cf.ThreadPoolExecutor(2))
+    champ = reg.load(1)
+    wf = dict(wins=5, losses=0, n_windows=5, improvement=0.3, sign_test_p=0.01)
+    agent.experiment_fn = lambda *a: dict(walk_forward=wf, candidate=champ, seconds=0.0, pid=os.getpid())
+    monkeypatch.setattr(agent, "_save_state", lambda state: (_ for _ in ()).throw(RuntimeError("crash while journaling")))
+    with pytest.raises(RuntimeError, match="crash while journaling"):
+        agent.run_cycle(bars.iloc[:K + 3])
+    assert reg.champion().version == 1 and reg.events().action.tolist() == ["register", "promote", "register"]   # v1; v2 a candidate only
+    assert agent.journal().empty
+    monkeypatch.undo()
+    r = agent.run_cycle(bars.iloc[:K + 3])                          # the same day again, nothing failing: it promotes
+    assert r.action == "promote" and reg.champion().version == r.champion_after == 3
+    assert reg.events().action.tolist()[-1] == "promote" and len(agent.journal()) == 1
+    reg.close()
+
+
 def test_experiment_errors_are_reported(tmp_path):
     bars = _drifting_bars()
     reg, agent = _agent(tmp_path, bars, executor=cf.ThreadPoolExecutor(2))
