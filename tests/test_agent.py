@@ -173,7 +173,7 @@ def test_similar_promotion_is_not_rolled_back(tmp_path):
     reg.close()
 
 
-def test_supervised_mode_proposes_and_operator_approves(tmp_path):
+def test_supervised_mode_proposes_and_operator_approves(tmp_path, monkeypatch):
     bars = simulate_daily_bars("ZO", 201, seed=0, regimes={0: "momentum", K: "mean_reversion"})
     reg, agent = _agent(tmp_path, bars, executor=cf.ThreadPoolExecutor(2), autonomy="supervised")
     with agent:
@@ -181,8 +181,12 @@ def test_supervised_mode_proposes_and_operator_approves(tmp_path):
     props = [r for r in results if r.action == "propose"]
     assert props and reg.champion().version == 1                    # proposed, not acted on
     assert props[0].reason.startswith("supervised: v2 proposed") and reg.get(2).status == "candidate"
+    with monkeypatch.context() as m:                                # the approval and the agent's state commit together
+        m.setattr(agent, "_save_state", lambda state: (_ for _ in ()).throw(RuntimeError("crash")))
+        with pytest.raises(RuntimeError): agent.approve(2)
+    assert reg.champion().version == 1 and agent._state()["promoted_version"] is None
     agent.approve(2)
-    assert reg.champion().version == 2 and reg.events().iloc[-1].actor == "operator"
+    assert reg.champion().version == 2 and reg.events().iloc[-1].actor == "operator" and agent._state()["promoted_version"] == 2
     with pytest.raises(ValueError, match="not a candidate"):
         agent.approve(1)
     reg.close()
