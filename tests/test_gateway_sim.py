@@ -12,8 +12,9 @@ from hydra_nb.market import SimClock
 
 # -- helpers -----------------------------------------------------------------------------------------------------
 async def connect(gw, cid=1, timeout=2, **kw):
+    "An ib_async client; its connect raises if any start-up request (positions, orders, account, executions) times out."
     ib = IB()
-    await ib.connectAsync("127.0.0.1", gw.port, clientId=cid, timeout=timeout, **kw)
+    await ib.connectAsync("127.0.0.1", gw.port, clientId=cid, timeout=timeout, raiseSyncErrors=True, **kw)
     return ib
 
 
@@ -84,12 +85,9 @@ def ticks(px, n, sym):
 
 
 # -- connect ----------------------------------------------------------------------------------------------------
-async def test_connect_fast_no_timeouts(gateway, caplog):
-    t0 = time.perf_counter()
-    ib = await connect(gateway, 1)
-    dt = time.perf_counter() - t0
+async def test_connect_without_timeouts(gateway, caplog):
+    ib = await connect(gateway, 1)                                  # raiseSyncErrors: every end marker came
     try:
-        assert dt < 1.0, dt
         assert not [r for r in caplog.records if "timed out" in r.getMessage()]
         assert ib.isConnected() and ib.client.serverVersion() == 176
         assert ib.managedAccounts() == ["DU1234567"]
@@ -341,9 +339,8 @@ async def test_client_id_in_use_then_fast_reconnect(gateway):
     assert a.isConnected() and gateway.clients == [5]
     a.disconnect()
     for _ in range(20):                                             # the id is free as soon as the socket is closed:
-        t0 = time.perf_counter()                                    # reconnect at once, without waiting for the server
-        c = await connect(gateway, 5)
-        assert c.isConnected() and time.perf_counter() - t0 < 1.0
+        c = await connect(gateway, 5)                               # reconnect at once, without waiting for the server
+        assert c.isConnected()
         c.disconnect()
     assert sum(fields[:4] == [4, 2, -1, 326] for _, _, fields in gateway.wire_log) == 1   # only the real conflict
 
