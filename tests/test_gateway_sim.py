@@ -348,12 +348,13 @@ async def test_client_id_in_use_then_fast_reconnect(gateway):
 async def test_pacing_violation_100(gateway):
     async with session(gateway) as ib:
         errs = errors_of(ib)
+        ib.client.MaxRequests = 0                                   # ib_async's own 45/s throttle off: the gateway paces
+        n_sent = len(gateway.wire_log)
         gateway.faults.pacing_limit(20)
-        for _ in range(60): ib.client.reqCurrentTime()
-        await until(lambda: sum(e[1] == 100 for e in errs) >= 20, what="errors 100")
-        assert gateway.faults.counts["paced"] == sum(e[1] == 100 for e in errs)
+        for _ in range(60): ib.client.reqCurrentTime()              # one burst: 20 within the limit, 40 refused
+        await until(lambda: sum(e[1] == 100 for e in errs) == gateway.faults.counts["paced"] == 40, what="40 errors 100")
+        assert sum(f[0] == 49 for _, _, f in list(gateway.wire_log)[n_sent:]) == 20
         gateway.faults.pacing_limit(None)
-        await asyncio.sleep(0.05)
         assert await asyncio.wait_for(ib.reqCurrentTimeAsync(), 1)
 
 
