@@ -1,7 +1,8 @@
 """The embedded IB gateway against an UNMODIFIED ib_async 2.1.0 client over real sockets.
 
-Every test also checks the wire: each message the server sent during the test is decoded by IB's own Python client
-(ibapi, strictly: no missing and no left-over field) and by ib_async (`check_message`)."""
+Every test built on `session()` (and a few others explicitly) also checks the wire: each distinct message shape the
+server sent during the test is decoded by IB's own Python client (ibapi, strictly: no missing and no left-over field)
+and by ib_async (`check_message`); the fault tests that only connect and drop do not."""
 import asyncio, contextlib, math, time
 from datetime import datetime, timedelta, timezone
 import pytest
