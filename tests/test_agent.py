@@ -408,8 +408,8 @@ def test_observation_can_be_one_bar_at_a_time(tmp_path):
 
 
 def test_import_arrows():
-    "drift and models import no other hydra module but config/core; agent only drift and models (never market); the
-    simulator stays a peer: market imports nothing of hydra, gateway_sim only config/core and its market."
+    """drift and models import no other hydra module but config/core; agent only drift and models (never market); the
+    simulator stays a peer: market imports nothing of hydra, gateway_sim only config/core and its market."""
     import ast, pathlib
     allowed = {"drift": {"config", "core"}, "models": {"config", "core"}, "agent": {"config", "core", "drift", "models"},
                "market": {"config", "core"}, "gateway_sim": {"config", "core", "market"}}
