@@ -335,6 +335,9 @@ class OrderContext:
     peak_equity: float|None = None
     last_trade_pnl: float = 0.0
     other_gross_notional: float = 0.0
+    working_buy: float = 0
+    working_sell: float = 0
+    replaces_quantity: float = 0
     problems: tuple = field(default=(), init=False, compare=False)
 
     def __post_init__(self):
@@ -356,6 +359,11 @@ class OrderContext:
             if not _finite(v) or (k == "other_gross_notional" and v < 0):
                 p.append(f"{k} must be a finite number{' >= 0' if k == 'other_gross_notional' else ''} (got {v!r})")
             else: s(k, float(v))
+        for k in ("working_buy", "working_sell", "replaces_quantity"):
+            v = getattr(self, k)
+            if type(v) is int and v >= 0: continue
+            if _finite(v) and v >= 0 and float(v).is_integer(): s(k, int(v))
+            else: p.append(f"{k} must be a whole number of contracts >= 0 (got {v!r})")
         pk = self.peak_equity
         if pk is not None:
             if not _finite(pk) or pk <= 0: p.append(f"peak_equity must be None or a finite number > 0 (got {pk!r})")
@@ -408,9 +416,10 @@ class Throttle:
 
     def note(self, now:float): self._times.append(now)
 
-# %% ../nbs/03_risk.ipynb #c4906f1c
+# %% ../nbs/03_risk.ipynb #60b1ec6d
 _DETAIL_KEYS = ("kind", "quantity", "limit_price", "reference_price", "tick_size", "multiplier", "band", "price_band",
-                "notional", "max_order_notional", "max_order_quantity", "position_before", "position_after",
+                "notional", "max_order_notional", "max_order_quantity", "position_before", "working_buy", "working_sell",
+                "replaces_quantity", "position_after",
                 "exposure_after", "max_position", "orders_in_window", "max_orders_in_window", "window_s")
 RECORD_KEYS = ("ts_utc", "order_ref", "symbol", "con_id", "action", "quantity", "limit_price", "allowed",
                "trading_state", "reasons", "details")
@@ -477,7 +486,7 @@ def _claim(sink, gate):
         if _CLAIMS.get(key) is ref: del _CLAIMS[key]
     _CLAIMS[key] = weakref.ref(gate, _release)
 
-# %% ../nbs/03_risk.ipynb #536a7e60
+# %% ../nbs/03_risk.ipynb #af8c6ff4
 _INF, UNSET_DOUBLE = math.inf, 1.7976931348623157e308
 _SIGN = {"BUY": 1, "SELL": -1}
 
@@ -502,14 +511,14 @@ class _Checker:
         try: return self.evaluate(contract, order, ctx, kind)
         except Exception as e:
             return RiskDecision(False, [f"risk checks failed on this input ({type(e).__name__}: {e}); not sent"],
-                                self.state(), time.time(), contract, order, (kind,) + (None,) * 17)
+                                self.state(), time.time(), contract, order, (kind,) + (None,) * (len(_DETAIL_KEYS) - 1))
 
-# %% ../nbs/03_risk.ipynb #419b5189
+# %% ../nbs/03_risk.ipynb #8a0d77e8
 @patch
 def evaluate(self:_Checker, contract, order, ctx, kind:str) -> RiskDecision:
     "Run every check; return the decision (never raises on bad input)."
     reasons, ck = [], self.checks
-    qty = price = ref = band = notional = pos = post = expo = None
+    qty = price = ref = band = notional = pos = post = expo = wb = ws = rq = None
     now = self.clock()
     if now >= self.next_sync:                          # another process may have thrown the kill switch
         self.next_sync = now + self.sync_interval
@@ -567,15 +576,29 @@ def evaluate(self:_Checker, contract, order, ctx, kind:str) -> RiskDecision:
          TradingState.REDUCING if b.blocking else TradingState.ACTIVE
     if st is TradingState.HALTED:
         reasons.append(f"HALTED ({b.halt_reason or 'kill_switch in settings'}): only cancels pass")
-    if ctx is not None and qty is not None and sign:
-        post = pos + sign * qty
-        if abs(post) > abs(pos) or post * pos < 0:
-            if st is TradingState.REDUCING:
-                reasons.append(f"REDUCING (breakers {', '.join(b.blocking)}): only orders that shrink the position "
-                               f"pass; {order.action} {qty} on position {pos:+d} would leave {post:+d}")
-            expo = (other + abs(post) * ref * mult) / eq
-            if expo > ck.max_position:
-                reasons.append(f"position {post:+d} would be {expo:.2%} of equity (gross); max_position is {ck.max_position:.2%}")
+    if ctx is not None:
+        wb, ws, rq = ctx.working_buy, ctx.working_sell, ctx.replaces_quantity
+        if qty is not None and sign:
+            wk = wb if sign > 0 else ws                  # this side's working orders: they may all fill before this one
+            if rq:
+                if kind != "modify":
+                    reasons.append(f"replaces_quantity {rq} on a submit: only a modify replaces a working order "
+                                   f"(a new order adds to the working ones)")
+                elif rq > wk:
+                    reasons.append(f"replaces_quantity {rq} exceeds working_{order.action.lower()} {wk}: the order "
+                                   f"being modified must be among this side's working orders")
+            w = wk - rq                                  # the others working on this side
+            post = pos + sign * (w + qty)                # the worst case: all of them and this order fill
+            if abs(post) > abs(pos) or post * pos < 0:
+                if st is TradingState.REDUCING:
+                    reasons.append(f"REDUCING (breakers {', '.join(b.blocking)}): only orders that shrink the position "
+                                   f"pass; {order.action} {qty} on position {pos:+d} with {w} more working to "
+                                   f"{order.action.lower()} could leave {post:+d}")
+                expo = (other + abs(post) * ref * mult) / eq
+                if expo > ck.max_position:
+                    reasons.append(f"worst-case position {post:+d} (position {pos:+d}, {w} more working to "
+                                   f"{order.action.lower()}, this order {qty}) would be {expo:.2%} of equity (gross); "
+                                   f"max_position is {ck.max_position:.2%}")
     th = self.throttle
     n = th.count(now)
     if not reasons:
@@ -584,10 +607,10 @@ def evaluate(self:_Checker, contract, order, ctx, kind:str) -> RiskDecision:
                              f"{ck.max_orders_per_second:g}/s (IB allows 50 messages/s)")
     return RiskDecision(not reasons, reasons, st, time.time(), contract, order,
                         (kind, qty, price, ref, ctx.tick_size if ctx else None, ctx.multiplier if ctx else None, band,
-                         ck.price_band, notional, ck.max_order_notional, ck.max_order_quantity, pos, post, expo,
+                         ck.price_band, notional, ck.max_order_notional, ck.max_order_quantity, pos, wb, ws, rq, post, expo,
                          ck.max_position, n, th.limit, th.window), bd)
 
-# %% ../nbs/03_risk.ipynb #738bc8e8
+# %% ../nbs/03_risk.ipynb #4597c005
 class RiskGate:
     "The only holder of the broker's order capability: every submit/modify/cancel runs the checks and is recorded."
     __slots__ = ("_checker", "_submit", "_modify", "_cancel", "__weakref__")
@@ -630,13 +653,13 @@ def _forwarders(ck:_Checker, place, modify, cancel):
         now = ck.clock()
         th = ck.throttle; n = th.count(now); th.note(now)
         d = RiskDecision(True, [], ck.state(), time.time(), contract, order,
-                         ("cancel",) + (None,) * 14 + (n, th.limit, th.window))
+                         ("cancel",) + (None,) * (len(_DETAIL_KEYS) - 4) + (n, th.limit, th.window))
         record(d)
         d.result = cancel(order)
         return d
     return submit, modify_, cancel_
 
-# %% ../nbs/03_risk.ipynb #27ac204c
+# %% ../nbs/03_risk.ipynb #875c0c48
 @patch
 def submit(self:RiskGate, contract, order, context:OrderContext) -> RiskDecision:
     "Check, record, and forward to the sink's `place_order` if allowed; the sink's return value is `decision.result`."
@@ -644,7 +667,7 @@ def submit(self:RiskGate, contract, order, context:OrderContext) -> RiskDecision
 
 @patch
 def modify(self:RiskGate, contract, order, context:OrderContext) -> RiskDecision:
-    "Check a modification (same orderId, new price/quantity) like a new order; forward to `modify_order` if allowed."
+    "Check a modification (same orderId, new price/quantity); forward to `modify_order` if allowed. `context.working_*` include the order being modified, `context.replaces_quantity` is its old remaining quantity."
     return self._modify(contract, order, context)
 
 @patch

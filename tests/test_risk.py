@@ -239,6 +239,98 @@ def test_reducing_never_flips_or_grows():
     assert 30 < n_allowed < 370 and len(sink.placed) == n_allowed
 
 
+class _Book:
+    "A simple model of one instrument: the filled position and the working orders (id -> [side, totalQuantity, filled])."
+    def __init__(self, pos): self.pos, self.orders, self.next_id = pos, {}, 1
+    def working(self, sign): return sum(t - f for s, t, f in self.orders.values() if s == sign)
+    def envelope(self): return self.pos - self.working(-1), self.pos + self.working(1)     # worst case selling, buying
+
+
+def _run_sequences(reducing, n_seq, n_steps, seed):
+    """Random submits/modifies/fills/cancels through one gate, tracked by `_Book`; checks every decision against the
+    worst-case rule and the invariants after every step. Returns counts."""
+    rng = np.random.default_rng(seed)
+    sink, clock = Spy(), FakeClock()
+    gate = RiskGate(sink, CircuitBreakerManager(), PreTradeChecks(), None, clock)
+    zo = NS(symbol="ZO", conId=1, exchange="CBOT", multiplier="50")
+    per = 400.0 * 50                                            # notional per contract
+    equity, daily = (1_940_000.0, -60_000.0) if reducing else (1_000_000.0, 0.0)   # -3% of start of day: REDUCING
+    n = dict(allowed=0, rejected=0, only_by_working=0, fills=0, modifies=0, bad_replaces=0)
+    for _ in range(n_seq):
+        other = float(rng.choice([0.0, 20_000.0, 40_000.0]))
+        cap = int((0.10 * equity - other) // per)               # contracts the cap leaves this instrument
+        book = _Book(int(rng.integers(-8, 9)) if reducing else int(rng.integers(-cap, cap + 1)))
+        start = max(abs(v) for v in book.envelope())
+        for _ in range(n_steps):
+            clock.t += 0.03
+            op = rng.choice(["submit", "modify", "fill", "cancel"], p=[0.45, 0.2, 0.25, 0.1])
+            if op != "submit" and not book.orders: op = "submit"
+            sign = int(rng.choice([1, -1]))
+            if op in ("submit", "modify"):
+                qty, rq, oid = int(rng.integers(1, 5)), 0, 0
+                if op == "modify":
+                    oid = int(rng.choice(list(book.orders)))
+                    sign, tot, fil = book.orders[oid]
+                    rq, qty = tot - fil, fil + qty                  # IB's totalQuantity includes the filled part
+                wk = book.working(sign)
+                bad = op == "modify" and rng.random() < 0.05
+                if bad: rq = wk + 1                                  # a caller's mistake: must be refused
+                ctx = OrderContext(400.0, 0.25, 50, position=book.pos, equity=equity, daily_pnl=daily,
+                                   other_gross_notional=other, working_buy=book.working(1), working_sell=book.working(-1),
+                                   replaces_quantity=rq)
+                order = NS(action="BUY" if sign > 0 else "SELL", totalQuantity=qty, lmtPrice=400.0, orderType="LMT",
+                           orderRef="p", orderId=oid)
+                d = gate.modify(zo, order, ctx) if op == "modify" else gate.submit(zo, order, ctx)
+                assert d.trading_state is (TradingState.REDUCING if reducing else TradingState.ACTIVE)
+                wc, p = book.pos + sign * (wk - rq + qty), book.pos
+                grows = abs(wc) > abs(p) or wc * p < 0
+                expected = not bad and (not grows if reducing else (not grows or other + abs(wc) * per <= 0.10 * equity))
+                assert d.allowed == expected, (op, p, sign, wk, rq, qty, d.reasons)
+                assert d.details["position_after"] == wc
+                n["allowed" if d.allowed else "rejected"] += 1
+                n["bad_replaces"] += bad
+                p1 = p + sign * qty                                  # judged on the filled position only (the old gate)
+                old_ok = not (abs(p1) > abs(p) or p1 * p < 0) if reducing else \
+                    not (abs(p1) > abs(p) or p1 * p < 0) or other + abs(p1) * per <= 0.10 * equity
+                n["only_by_working"] += (not d.allowed and not bad and old_ok and op == "submit")
+                if d.allowed:
+                    if op == "modify": book.orders[oid][1] = qty; n["modifies"] += 1
+                    else: book.orders[book.next_id] = [sign, qty, 0]; book.next_id += 1
+            elif op == "fill":
+                oid = int(rng.choice(list(book.orders)))
+                s, tot, fil = book.orders[oid]
+                f = int(rng.integers(1, tot - fil + 1))
+                book.pos += s * f; book.orders[oid][2] += f; n["fills"] += 1
+                if book.orders[oid][2] == tot: del book.orders[oid]
+            else:
+                oid = int(rng.choice(list(book.orders)))
+                assert gate.cancel(NS(orderRef="p", orderId=oid)).allowed
+                del book.orders[oid]
+            lo, hi = book.envelope()
+            if reducing:     # the worst case never crosses flat and never grows
+                assert min(0, book.pos) <= lo and hi <= max(0, book.pos), (book.pos, lo, hi)
+                assert max(abs(lo), abs(hi)) <= start
+            else:            # the worst case in either direction is within the cap
+                assert other + max(abs(lo), abs(hi)) * per <= 0.10 * equity, (book.pos, lo, hi, other)
+    assert len(sink.placed) + len(sink.modified) == n["allowed"]
+    return n
+
+
+def test_reducing_worst_case_never_grows_or_flips():
+    "REDUCING, with working orders: thousands of random submit/modify/fill/cancel sequences from a simple model."
+    n = _run_sequences(reducing=True, n_seq=2000, n_steps=15, seed=31)
+    assert n["allowed"] > 3000 and n["rejected"] > 3000 and n["fills"] > 2000 and n["modifies"] > 300
+    assert n["only_by_working"] > 300          # orders the filled position alone would have let through
+    assert n["bad_replaces"] > 50
+
+
+def test_position_cap_never_exceeded_in_the_worst_case():
+    "ACTIVE, with working orders: the worst-case gross notional never passes max_position."
+    n = _run_sequences(reducing=False, n_seq=2000, n_steps=15, seed=32)
+    assert n["allowed"] > 3000 and n["rejected"] > 3000 and n["fills"] > 2000 and n["modifies"] > 300
+    assert n["only_by_working"] > 300
+
+
 def test_risk_imports_follow_the_arrows():
     "risk may import config and core only: never broker, orders, journal, or ib_async."
     tree = ast.parse(Path(risk.__file__).read_text())
