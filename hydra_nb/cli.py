@@ -121,20 +121,35 @@ def _load(name):
     return getattr(m, adder, None), getattr(m, runner, None)
 
 # %% ../nbs/90_cli.ipynb #b78bd193
-def build_parser() -> argparse.ArgumentParser:
-    "The `hydra` argument parser with every available subcommand."
+def _available(name) -> bool:
+    "Whether a subcommand's module exists in this build, found without importing it."
+    import importlib.util
+    return importlib.util.find_spec(SUBCOMMANDS[name][0]) is not None
+
+def _command_of(argv) -> str|None:
+    "The subcommand named in `argv`, found by a pre-parse that imports nothing."
+    pre = argparse.ArgumentParser(add_help=False, parents=[_common()])
+    pre.add_argument("command", nargs="?")
+    ns, _ = pre.parse_known_args(argv)
+    return ns.command if ns.command in SUBCOMMANDS else None
+
+def build_parser(command:str|None=None) -> argparse.ArgumentParser:
+    "The `hydra` parser; only `command`'s module is imported to add its own arguments."
     p = argparse.ArgumentParser(prog="hydra", parents=[_common()],
                                 description="hydra-nb: notebook-to-IB execution toolkit (paper by default).")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     for name, (_, _, _, hlp) in SUBCOMMANDS.items():
-        adder, runner = _load(name)
-        sp = sub.add_parser(name, parents=[_common()], help=hlp if runner else f"{hlp} [not available in this build]")
-        if adder: adder(sp)
+        sp = sub.add_parser(name, parents=[_common()],
+                            help=hlp if _available(name) else f"{hlp} [not available in this build]")
+        if name == command:
+            adder, _ = _load(name)
+            if adder: adder(sp)
     return p
 
 def main(argv=None) -> int:
     "Entry point of the `hydra` console script."
-    p = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    p = build_parser(_command_of(argv))
     args = p.parse_args(argv)
     if not args.command:
         p.print_help()

@@ -104,3 +104,12 @@ def test_kill_switch_from_the_shell_halts_a_gate(isolated_env):
     assert gate.cancel(order("a")).allowed
     assert sent == [("place", "a"), ("cancel", "a")]
     assert run("resume").returncode == 0
+
+
+def test_status_imports_no_other_subcommand_module():
+    "`hydra status` must not pay for (or break on) the simulator's or reconciler's imports."
+    code = ("import sys; from hydra_nb.cli import main; rc = main(['status', '--json']); "
+            "print('LOADED', sorted(m for m in sys.modules if m in ('hydra_nb.gateway_sim', 'hydra_nb.reconcile', 'pandas')))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().splitlines()[-1] == "LOADED []"
