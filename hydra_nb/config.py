@@ -6,7 +6,7 @@ Docs: https://hydra-nb.github.io/hydra-nb/config.html.md"""
 
 # %% ../nbs/00_config.ipynb #e0d808ff
 from __future__ import annotations
-import configparser, dataclasses, enum, os, re
+import configparser, dataclasses, enum, math, os, re
 from dataclasses import dataclass, field, fields
 from datetime import time as dtime
 from pathlib import Path
@@ -148,28 +148,30 @@ ENV_OVERRIDES = {"IB_GATEWAY_HOST": ("ib", "host"), "IB_GATEWAY_PORT": ("ib", "p
                  "HYDRA_TRADING_MODE": ("trading", "mode"), "HYDRA_STATE_DIR": ("paths", "state_dir")}
 
 # %% ../nbs/00_config.ipynb #4fb66f13
-def _convert(tp, raw:str):
+def _convert(tp:str, raw:str):
+    "Convert `raw` to the field type `tp` (a string: this module uses postponed annotations)."
     s = raw.strip()
-    if tp in ("int", int): return int(s)
-    if tp in ("float", float):
+    if tp == "int": return int(s)
+    if tp == "float":
         v = float(s)
-        if v != v or v in (float("inf"), float("-inf")): raise ValueError("must be a finite number")
+        if not math.isfinite(v): raise ValueError("must be a finite number")
         return v
-    if tp in ("bool", bool):
+    if tp == "bool":
         if s.lower() in _TRUE: return True
         if s.lower() in _FALSE: return False
         raise ValueError("must be true or false")
-    if tp in ("list[int]",): return [int(p) for p in s.split(",") if p.strip()]
-    if tp in ("list[str]",): return [p.strip() for p in s.split(",") if p.strip()]
-    if tp in ("TradingMode", TradingMode):
+    if tp == "list[int]": return [int(p) for p in s.split(",") if p.strip()]
+    if tp == "list[str]": return [p.strip() for p in s.split(",") if p.strip()]
+    if tp == "TradingMode":
         try: return TradingMode(s.lower())
         except ValueError: raise ValueError("must be 'paper' or 'live'") from None
-    if tp in ("dtime",):
+    if tp == "dtime":
         m = re.fullmatch(r"(\d{1,2}):(\d{2})", s)
         if not m or int(m[1]) > 23 or int(m[2]) > 59: raise ValueError("must be a time HH:MM")
         return dtime(int(m[1]), int(m[2]))
-    if tp in ("Path", Path): return Path(s)
-    return s
+    if tp == "Path": return Path(s)
+    if tp == "str": return s
+    raise TypeError(f"no parser for settings type {tp!r}")
 
 def _field(section, key):
     for f in fields(SECTIONS[section]):
