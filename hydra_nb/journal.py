@@ -11,13 +11,14 @@ from dataclasses import dataclass, fields
 from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Mapping
+import numpy as np
 import pandas as pd
 from fastcore.basics import patch
 from .core import StateDBError, ensure_schema, open_state_db, state_db_path, to_utc_iso, transaction, utcnow_iso
-from .slippage import DEFAULT_IMPACT_COEFFICIENT, estimate_slippage, side_sign
+from .slippage import DEFAULT_IMPACT_COEFFICIENT, estimate_slippage, implementation_shortfall, side_sign
 
 # %% auto #0
-__all__ = ['JOURNAL_MIGRATIONS', 'SCHEMA_VERSION', 'FillRecord', 'FillJournal']
+__all__ = ['JOURNAL_MIGRATIONS', 'SCHEMA_VERSION', 'FillRecord', 'FillJournal', 'child_ref', 'parent_ref_of', 'slice_of']
 
 # %% ../nbs/04_journal.ipynb #a273206e
 _FLOAT_FIELDS = dict(quantity="pos", price="pos", arrival_mid="pos", spread="nonneg", adv="nonneg", daily_vol="nonneg",
@@ -137,7 +138,14 @@ CREATE INDEX journal_fills_symbol_time ON journal_fills(symbol, time_utc);
 CREATE INDEX journal_order_events_ref ON journal_order_events(order_ref, time_utc);
 CREATE INDEX journal_risk_decisions_time ON journal_risk_decisions(time_utc)
 """
-JOURNAL_MIGRATIONS = {1: _V1, 2: _V2}
+_V3 = """
+CREATE TABLE journal_parents (parent_ref TEXT PRIMARY KEY, decided_utc TEXT NOT NULL, symbol TEXT NOT NULL,
+  con_id INTEGER, side TEXT NOT NULL CHECK (side IN ('BUY','SELL')), quantity REAL NOT NULL CHECK (quantity > 0),
+  tactic TEXT, arrival_mid REAL NOT NULL, spread REAL NOT NULL, adv REAL NOT NULL, daily_vol REAL NOT NULL,
+  tick_size REAL NOT NULL, multiplier REAL NOT NULL, impact_coefficient REAL NOT NULL, predicted_slippage REAL NOT NULL);
+CREATE INDEX journal_parents_time ON journal_parents(decided_utc)
+"""
+JOURNAL_MIGRATIONS = {1: _V1, 2: _V2, 3: _V3}
 SCHEMA_VERSION = max(JOURNAL_MIGRATIONS)
 
 _COLS = ("exec_id", "time_utc", "symbol", "side", "quantity", "price", "order_id", "order_ref", "perm_id", "con_id",
@@ -338,3 +346,74 @@ def risk_decisions(self:FillJournal, symbol:str|None=None, since=None, until=Non
     df["allowed"] = df["allowed"].astype(bool)
     for k in ("reasons", "details"): df[k] = df[k].map(json.loads)
     return df
+
+# %% ../nbs/04_journal.ipynb #a12dbc28
+def child_ref(parent_ref:str, slice_no:int, stage:int) -> str:
+    "The deterministic orderRef of a child order."
+    if not isinstance(parent_ref, str) or not parent_ref or ":" in parent_ref or len(parent_ref) > 60:
+        raise ValueError(f"parent_ref must be a non-empty string of at most 60 characters without ':' (got {parent_ref!r})")
+    return f"{parent_ref}:{int(slice_no)}:{int(stage)}"
+
+def parent_ref_of(order_ref:str) -> str|None:
+    "The parent of a child orderRef (None if it is not one of ours)."
+    parts = (order_ref or "").rsplit(":", 2)
+    return parts[0] if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit() else None
+
+def slice_of(order_ref:str) -> tuple[int, int]|None:
+    "(slice, stage) of a child orderRef."
+    p = parent_ref_of(order_ref)
+    return None if p is None else tuple(int(x) for x in order_ref.rsplit(":", 2)[1:])
+
+# %% ../nbs/04_journal.ipynb #07378d13
+_PARENT_COLS = ("parent_ref", "decided_utc", "symbol", "con_id", "side", "quantity", "tactic", "arrival_mid", "spread", "adv",
+                "daily_vol", "tick_size", "multiplier", "impact_coefficient", "predicted_slippage")
+
+# %% ../nbs/04_journal.ipynb #d5849a5f
+@patch
+def record_parent(self:FillJournal, parent_ref:str, time, symbol:str, side:str, quantity, arrival_mid, spread, adv, daily_vol,
+                  tick_size, multiplier=1.0, impact_coefficient=DEFAULT_IMPACT_COEFFICIENT, con_id=None, tactic=None) -> dict:
+    "Record a parent order's decision context (first one wins); return the stored row as a dict."
+    child_ref(parent_ref, 0, 0)
+    sd = "BUY" if side_sign(side) > 0 else "SELL"
+    v = {k: _float(k, x, kind) for k, x, kind in (("quantity", quantity, "pos"), ("arrival_mid", arrival_mid, "pos"),
+         ("spread", spread, "nonneg"), ("adv", adv, "nonneg"), ("daily_vol", daily_vol, "nonneg"), ("tick_size", tick_size, "pos"),
+         ("multiplier", multiplier, "pos"), ("impact_coefficient", impact_coefficient, "nonneg"))}
+    pred = estimate_slippage(v["quantity"], v["adv"], v["spread"], v["daily_vol"], v["impact_coefficient"])
+    row = (parent_ref, _utc_iso("time", time), symbol, None if con_id is None else int(con_id), sd, v["quantity"], tactic,
+           v["arrival_mid"], v["spread"], v["adv"], v["daily_vol"], v["tick_size"], v["multiplier"], v["impact_coefficient"], pred)
+    with self._lock, transaction(self.conn) as c:
+        c.execute(f"INSERT INTO journal_parents ({', '.join(_PARENT_COLS)}) VALUES ({', '.join('?' * len(_PARENT_COLS))}) "
+                  "ON CONFLICT(parent_ref) DO NOTHING", row)
+    return self.parent(parent_ref)
+
+@patch
+def parent(self:FillJournal, parent_ref:str) -> dict|None:
+    "One parent's stored context, or None."
+    rows, cols = self._rows(f"SELECT {', '.join(_PARENT_COLS)} FROM journal_parents WHERE parent_ref = ?", (parent_ref,))
+    return dict(zip(cols, rows[0])) if rows else None
+
+@patch
+def parents(self:FillJournal, symbol:str|None=None, since=None, until=None) -> pd.DataFrame:
+    "Parent orders in decision order."
+    w, a = _where(symbol, since, until, tcol="decided_utc")
+    return _frame(self, f"SELECT {', '.join(_PARENT_COLS)} FROM journal_parents{w} ORDER BY decided_utc, rowid", a, ("decided_utc",))
+
+# %% ../nbs/04_journal.ipynb #f70f0350
+@patch
+def parent_summary(self:FillJournal, parent_ref:str, end_price=None) -> dict:
+    "Filled quantity, average price, signed slippage and implementation shortfall of one parent (unfilled rest marked at `end_price`, default the arrival mid)."
+    p = self.parent(parent_ref)
+    if p is None: raise ValueError(f"unknown parent order {parent_ref!r}")
+    rows, _ = self._rows("SELECT quantity, price, commission FROM journal_fills WHERE order_ref LIKE ? ESCAPE '\\' ORDER BY time_utc",
+                         (parent_ref.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + ":%",))
+    q = np.array([r[0] for r in rows], float); px = np.array([r[1] for r in rows], float)
+    fees = float(sum(r[2] or 0.0 for r in rows))
+    filled = float(q.sum())
+    sf = implementation_shortfall(p["side"], p["quantity"], p["arrival_mid"], px, q, fees=fees, multiplier=p["multiplier"],
+                                  end_price=p["arrival_mid"] if end_price is None else end_price)
+    avg = float(px @ q / filled) if filled else None
+    slip = None if avg is None else side_sign(p["side"]) * (avg - p["arrival_mid"])
+    return dict(parent_ref=parent_ref, symbol=p["symbol"], side=p["side"], quantity=p["quantity"], filled=filled,
+                fills=len(rows), avg_price=avg, arrival_mid=p["arrival_mid"], slippage=slip,
+                slippage_bps=None if slip is None else 1e4 * slip / p["arrival_mid"], predicted_slippage=p["predicted_slippage"],
+                shortfall=sf, fees=fees)

@@ -473,7 +473,10 @@ class RiskDecision:
 # %% ../nbs/03_risk.ipynb #56089c64
 _CLAIMS: dict[int, weakref.ref] = {}          # id(sink) -> weakref to the RiskGate holding it
 
+_PORT = ("place_order", "modify_order", "cancel_order")
+
 def _claim(sink, gate):
+    "Register `gate` as the sink's only holder; return the order port the sink hands out (or the sink itself)."
     key, r = id(sink), _CLAIMS.get(id(sink))
     if r is not None and r() is not None:
         raise RiskError(f"this order sink is already held by another RiskGate ({r()!r}); there must be only one")
@@ -482,9 +485,16 @@ def _claim(sink, gate):
         try: ok = claim(gate)
         except Exception as e: raise RiskError(f"the order sink refused the claim: {e}") from e
         if ok is False: raise RiskError("the order sink refused the claim (claim() returned False)")
+        if ok is not None and ok is not True:
+            if not all(callable(getattr(ok, m, None)) for m in _PORT):
+                raise RiskError(f"the order sink's claim() returned {type(ok).__name__}, not an order port with {', '.join(_PORT)}")
+            port = ok
+        else: port = sink
+    else: port = sink
     def _release(ref, key=key):
         if _CLAIMS.get(key) is ref: del _CLAIMS[key]
     _CLAIMS[key] = weakref.ref(gate, _release)
+    return port
 
 # %% ../nbs/03_risk.ipynb #af8c6ff4
 _INF, UNSET_DOUBLE = math.inf, 1.7976931348623157e308
@@ -627,9 +637,9 @@ class RiskGate:
             raise RiskError("the recorder needs a record_risk_decision(rec) method")
         if not callable(clock): raise RiskError("clock must be a callable returning monotonic seconds")
         if not (_finite(sync_interval) and sync_interval >= 0): raise RiskError(f"sync_interval must be >= 0 (got {sync_interval!r})")
-        _claim(sink, self)
+        port = _claim(sink, self)                           # a broker hands out its order port here, once
         self._checker = ck = _Checker(breakers, checks, clock, recorder, sync_interval)
-        self._submit, self._modify, self._cancel = _forwarders(ck, sink.place_order, sink.modify_order, sink.cancel_order)
+        self._submit, self._modify, self._cancel = _forwarders(ck, port.place_order, port.modify_order, port.cancel_order)
 
     @classmethod
     def from_settings(cls, sink, risk:RiskSettings, db=None, recorder=None, clock=time.monotonic) -> RiskGate:
