@@ -347,7 +347,7 @@ def risk_decisions(self:FillJournal, symbol:str|None=None, since=None, until=Non
     for k in ("reasons", "details"): df[k] = df[k].map(json.loads)
     return df
 
-# %% ../nbs/04_journal.ipynb #a12dbc28
+# %% ../nbs/04_journal.ipynb #76747679
 def child_ref(parent_ref:str, slice_no:int, stage:int) -> str:
     "The deterministic orderRef of a child order."
     if not isinstance(parent_ref, str) or not parent_ref or ":" in parent_ref or len(parent_ref) > 60:
@@ -364,11 +364,11 @@ def slice_of(order_ref:str) -> tuple[int, int]|None:
     p = parent_ref_of(order_ref)
     return None if p is None else tuple(int(x) for x in order_ref.rsplit(":", 2)[1:])
 
-# %% ../nbs/04_journal.ipynb #07378d13
+# %% ../nbs/04_journal.ipynb #d646dd1b
 _PARENT_COLS = ("parent_ref", "decided_utc", "symbol", "con_id", "side", "quantity", "tactic", "arrival_mid", "spread", "adv",
                 "daily_vol", "tick_size", "multiplier", "impact_coefficient", "predicted_slippage")
 
-# %% ../nbs/04_journal.ipynb #d5849a5f
+# %% ../nbs/04_journal.ipynb #78daf82f
 @patch
 def record_parent(self:FillJournal, parent_ref:str, time, symbol:str, side:str, quantity, arrival_mid, spread, adv, daily_vol,
                   tick_size, multiplier=1.0, impact_coefficient=DEFAULT_IMPACT_COEFFICIENT, con_id=None, tactic=None) -> dict:
@@ -398,7 +398,7 @@ def parents(self:FillJournal, symbol:str|None=None, since=None, until=None) -> p
     w, a = _where(symbol, since, until, tcol="decided_utc")
     return _frame(self, f"SELECT {', '.join(_PARENT_COLS)} FROM journal_parents{w} ORDER BY decided_utc, rowid", a, ("decided_utc",))
 
-# %% ../nbs/04_journal.ipynb #f70f0350
+# %% ../nbs/04_journal.ipynb #f8f2a6fb
 @patch
 def parent_summary(self:FillJournal, parent_ref:str, end_price=None) -> dict:
     "Filled quantity, average price, signed slippage and implementation shortfall of one parent (unfilled rest marked at `end_price`, default the arrival mid)."
