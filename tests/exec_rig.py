@@ -38,13 +38,14 @@ class Rig:
         return {e.exec_id for e in self.gw.executions() if e.client_id == client_id}
 
 
-async def make_parts(st, port, clock=None, state_dir=None, backoff=0.05, seed=0, client_id=None, host="127.0.0.1"):
+async def make_parts(st, port, clock=None, state_dir=None, backoff=0.05, seed=0, client_id=None, host="127.0.0.1",
+                     cancel_timeout=1.0):
     j = FillJournal(state_dir)
     b = BrokerGateway(sim_settings(st, port, host) if clock is not None else st, journal=j, clock=clock,
                       backoff_initial=backoff, client_id=client_id)
     await b.connect()
     gate = RiskGate(b, CircuitBreakerManager.from_settings(st.risk, db=j.conn), st.risk, recorder=j)
-    return j, b, gate, OrderManager(gate, b, rng=np.random.default_rng(seed))
+    return j, b, gate, OrderManager(gate, b, rng=np.random.default_rng(seed), cancel_timeout=cancel_timeout)
 
 
 @contextlib.asynccontextmanager
