@@ -21,7 +21,7 @@ from .slippage import DEFAULT_IMPACT_COEFFICIENT, estimate_slippage, side_sign
 __all__ = ['JOURNAL_MIGRATIONS', 'SCHEMA_VERSION', 'FillRecord', 'FillJournal']
 
 # %% ../nbs/04_journal.ipynb #a273206e
-_POS, _NONNEG, _ANY = dict(positive=True), dict(positive=True, allow_zero=True), {}   # `finite`'s sign options
+_POS, _NONNEG, _ANY = (True, False), (True, True), (False, False)   # `finite`'s (positive, allow_zero)
 _FLOAT_FIELDS = dict(quantity=_POS, price=_POS, arrival_mid=_POS, spread=_NONNEG, adv=_NONNEG, daily_vol=_NONNEG,
                      tick_size=_POS, impact_coefficient=_NONNEG, predicted_slippage=_ANY, actual_slippage=_ANY,
                      latency_ms=_NONNEG, commission=_ANY)
@@ -68,7 +68,7 @@ class FillRecord:
         except ValueError: raise ValueError(f"side must be BUY or SELL (got {self.side!r})") from None
         for k, kind in _FLOAT_FIELDS.items():
             v = getattr(self, k)
-            if v is not None or k in ("quantity", "price"): setattr(self, k, finite(k, v, **kind))
+            if v is not None or k in ("quantity", "price"): setattr(self, k, finite(k, v, positive=kind[0], allow_zero=kind[1]))
         self.realized_pnl = _pnl(self.realized_pnl)
         for k in ("order_id", "perm_id", "con_id"):
             v = getattr(self, k)
@@ -282,8 +282,8 @@ def record_order_event(self:FillJournal, order_ref, order_id, perm_id, status:st
     "Append one order status change."
     if not isinstance(status, str) or not status: raise ValueError(f"status must be a non-empty string (got {status!r})")
     row = (as_utc_iso("time", time), order_ref, None if order_id is None else int(order_id), None if perm_id is None else int(perm_id),
-           status, finite("filled", filled, **_NONNEG), finite("remaining", remaining, **_NONNEG),
-           None if avg_fill_price is None else finite("avg_fill_price", avg_fill_price, **_NONNEG), message)
+           status, finite("filled", filled, positive=True, allow_zero=True), finite("remaining", remaining, positive=True, allow_zero=True),
+           None if avg_fill_price is None else finite("avg_fill_price", avg_fill_price, positive=True, allow_zero=True), message)
     with self._lock, transaction(self.conn) as c:
         c.execute("INSERT INTO journal_order_events (time_utc, order_ref, order_id, perm_id, status, filled, remaining, "
                   "avg_fill_price, message) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
