@@ -56,7 +56,7 @@ async def build_hydra(port, state_dir, time_scale):
 
 async def bench(port, n, per_round, symbol, time_scale, state_dir):
     from ib_async import IB, Future, LimitOrder
-    from hydra_nb.journal import child_ref
+    from hydra_nb.core import child_ref
     from hydra_nb.orders import _as_order
     om, b, j = await build_hydra(port, state_dir, time_scale)
     qc = await b.qualify(symbol)

@@ -1,4 +1,4 @@
-"""Helpers every component may use: the shared state database (SQLite, WAL) with per-component schema versions, and UTC time.
+"""Helpers every component may use: the shared state database (SQLite, WAL) with per-component schema versions, UTC time, and the checks for numbers given by a caller.
 
 Docs: https://hydra-nb.github.io/hydra-nb/core.html.md"""
 
@@ -6,14 +6,15 @@ Docs: https://hydra-nb.github.io/hydra-nb/core.html.md"""
 
 # %% ../nbs/01_core.ipynb #61a291a2
 from __future__ import annotations
-import contextlib, os, sqlite3, time
-from datetime import datetime, timezone
+import contextlib, decimal, math, numbers, os, sqlite3, time
+from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterator, Mapping
 
 # %% auto #0
 __all__ = ['SQLITE_MAGIC', 'APPLICATION_ID', 'StateDBError', 'state_db_path', 'open_state_db', 'transaction', 'ensure_schema',
-           'utcnow', 'to_utc_iso', 'utcnow_iso']
+           'utcnow', 'to_utc_iso', 'utcnow_iso', 'as_utc_iso', 'is_number', 'is_finite', 'finite', 'number_or_none',
+           'child_ref', 'parent_ref_of', 'slice_of']
 
 # %% ../nbs/01_core.ipynb #a3e47bbb
 class StateDBError(RuntimeError):
@@ -133,3 +134,62 @@ def to_utc_iso(t:datetime) -> str:
     return t.astimezone(timezone.utc).isoformat(timespec="microseconds")
 
 def utcnow_iso() -> str: return to_utc_iso(utcnow())
+
+# %% ../nbs/01_core.ipynb #6fc4fe47
+def as_utc_iso(name:str, t) -> str:
+    "ISO-8601 UTC of an aware datetime (or an ISO string with an offset); a `date` is midnight UTC; a `ValueError` names `name`."
+    if isinstance(t, str):
+        s = t.strip().replace("Z", "+00:00")
+        try: t = date.fromisoformat(s) if len(s) == 10 else datetime.fromisoformat(s)
+        except ValueError: raise ValueError(f"{name}: not an ISO-8601 time ({t!r})") from None
+    if isinstance(t, date) and not isinstance(t, datetime): t = datetime(t.year, t.month, t.day, tzinfo=timezone.utc)
+    if not isinstance(t, datetime): raise ValueError(f"{name} must be a datetime (got {t!r})")
+    if t.tzinfo is None or t.utcoffset() is None: raise ValueError(f"{name} is a naive datetime ({t!r}); give a timezone-aware time")
+    return to_utc_iso(t)
+
+# %% ../nbs/01_core.ipynb #9f0000d5
+def is_number(x) -> bool:
+    "A real number that is not a bool (int, float, numpy scalars, Fraction); not a str, None or Decimal."
+    t = type(x)
+    if t is float or t is int: return True
+    return isinstance(x, numbers.Real) and not isinstance(x, bool)
+
+def is_finite(x) -> bool:
+    "A real number (not a bool), neither nan nor infinite."
+    t = type(x)
+    if t is float or t is int: return math.isfinite(x)
+    return isinstance(x, numbers.Real) and not isinstance(x, bool) and math.isfinite(x)
+
+# %% ../nbs/01_core.ipynb #448acf14
+def finite(name:str, v, *, positive:bool=False, allow_zero:bool=False) -> float:
+    "`v` as a finite float, or a `ValueError` naming `name` and `v`; `positive`: > 0 (>= 0 with `allow_zero`)."
+    if allow_zero and not positive: raise TypeError("allow_zero goes with positive=True (it relaxes > 0 to >= 0)")
+    try: f = float(v)
+    except (TypeError, ValueError): raise ValueError(f"{name} must be a number (got {v!r})") from None
+    if not math.isfinite(f): raise ValueError(f"{name} must be finite (got {f!r})")
+    if positive and (f < 0 or (f == 0 and not allow_zero)): raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'} (got {f!r})")
+    return f
+
+# %% ../nbs/01_core.ipynb #c4533dfc
+def number_or_none(x) -> int|float|None:
+    "A plain number for a record, or None (a string, a bool, an object are not quantities)."
+    if isinstance(x, bool): return None
+    if isinstance(x, (int, float)): return x
+    return float(x) if isinstance(x, (numbers.Real, decimal.Decimal)) else None
+
+# %% ../nbs/01_core.ipynb #76747679
+def child_ref(parent_ref:str, slice_no:int, stage:int) -> str:
+    "The deterministic orderRef of a child order."
+    if not isinstance(parent_ref, str) or not parent_ref or ":" in parent_ref or len(parent_ref) > 60:
+        raise ValueError(f"parent_ref must be a non-empty string of at most 60 characters without ':' (got {parent_ref!r})")
+    return f"{parent_ref}:{int(slice_no)}:{int(stage)}"
+
+def parent_ref_of(order_ref:str) -> str|None:
+    "The parent of a child orderRef (None if it is not one of ours)."
+    parts = (order_ref or "").rsplit(":", 2)
+    return parts[0] if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit() else None
+
+def slice_of(order_ref:str) -> tuple[int, int]|None:
+    "(slice, stage) of a child orderRef."
+    p = parent_ref_of(order_ref)
+    return None if p is None else tuple(int(x) for x in order_ref.rsplit(":", 2)[1:])

@@ -8,31 +8,24 @@ Docs: https://hydra-nb.github.io/hydra-nb/journal.html.md"""
 from __future__ import annotations
 import json, math, sqlite3, threading
 from dataclasses import dataclass, fields
-from datetime import date, datetime, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 import numpy as np
 import pandas as pd
 from fastcore.basics import patch
-from .core import StateDBError, ensure_schema, open_state_db, state_db_path, to_utc_iso, transaction, utcnow_iso
+from .core import (StateDBError, as_utc_iso, child_ref, ensure_schema, finite, open_state_db, state_db_path, to_utc_iso,
+                           transaction, utcnow_iso)
 from .slippage import DEFAULT_IMPACT_COEFFICIENT, estimate_slippage, implementation_shortfall, side_sign
 
 # %% auto #0
-__all__ = ['JOURNAL_MIGRATIONS', 'SCHEMA_VERSION', 'FillRecord', 'FillJournal', 'child_ref', 'parent_ref_of', 'slice_of']
+__all__ = ['JOURNAL_MIGRATIONS', 'SCHEMA_VERSION', 'FillRecord', 'FillJournal']
 
 # %% ../nbs/04_journal.ipynb #a273206e
-_FLOAT_FIELDS = dict(quantity="pos", price="pos", arrival_mid="pos", spread="nonneg", adv="nonneg", daily_vol="nonneg",
-                     tick_size="pos", impact_coefficient="nonneg", predicted_slippage="any", actual_slippage="any",
-                     latency_ms="nonneg", commission="any")
-
-def _float(name, v, kind="any"):
-    "A finite float, or a `ValueError` naming `name`."
-    try: f = float(v)
-    except (TypeError, ValueError): raise ValueError(f"{name} must be a number (got {v!r})") from None
-    if not math.isfinite(f): raise ValueError(f"{name} must be finite (got {f!r})")
-    if (kind == "pos" and f <= 0) or (kind == "nonneg" and f < 0):
-        raise ValueError(f"{name} must be {'> 0' if kind == 'pos' else '>= 0'} (got {f!r})")
-    return f
+_POS, _NONNEG, _ANY = (True, False), (True, True), (False, False)   # `finite`'s (positive, allow_zero)
+_FLOAT_FIELDS = dict(quantity=_POS, price=_POS, arrival_mid=_POS, spread=_NONNEG, adv=_NONNEG, daily_vol=_NONNEG,
+                     tick_size=_POS, impact_coefficient=_NONNEG, predicted_slippage=_ANY, actual_slippage=_ANY,
+                     latency_ms=_NONNEG, commission=_ANY)
 
 def _pnl(v) -> float|None:
     "IB's realized P&L as a float, or None where IB means unknown (`UNSET_DOUBLE`, NaN)."
@@ -40,17 +33,6 @@ def _pnl(v) -> float|None:
     try: f = float(v)
     except (TypeError, ValueError): raise ValueError(f"realized_pnl must be a number (got {v!r})") from None
     return f if math.isfinite(f) and abs(f) < 1e300 else None
-
-def _utc_iso(name, t) -> str:
-    "ISO-8601 UTC of an aware datetime (or an ISO string with an offset); a `date` is midnight UTC."
-    if isinstance(t, str):
-        s = t.strip().replace("Z", "+00:00")
-        try: t = date.fromisoformat(s) if len(s) == 10 else datetime.fromisoformat(s)
-        except ValueError: raise ValueError(f"{name}: not an ISO-8601 time ({t!r})") from None
-    if isinstance(t, date) and not isinstance(t, datetime): t = datetime(t.year, t.month, t.day, tzinfo=timezone.utc)
-    if not isinstance(t, datetime): raise ValueError(f"{name} must be a datetime (got {t!r})")
-    if t.tzinfo is None or t.utcoffset() is None: raise ValueError(f"{name} is a naive datetime ({t!r}); give a timezone-aware time")
-    return to_utc_iso(t)
 
 # %% ../nbs/04_journal.ipynb #a3eaa2c6
 @dataclass
@@ -82,12 +64,12 @@ class FillRecord:
     def __post_init__(self):
         if not isinstance(self.exec_id, str) or not self.exec_id.strip(): raise ValueError(f"exec_id must be a non-empty string (got {self.exec_id!r})")
         if not isinstance(self.symbol, str) or not self.symbol.strip(): raise ValueError(f"symbol must be a non-empty string (got {self.symbol!r})")
-        self.time_utc = _utc_iso("time", self.time)
+        self.time_utc = as_utc_iso("time", self.time)
         try: self.side = "BUY" if side_sign(self.side) > 0 else "SELL"
         except ValueError: raise ValueError(f"side must be BUY or SELL (got {self.side!r})") from None
         for k, kind in _FLOAT_FIELDS.items():
             v = getattr(self, k)
-            if v is not None or k in ("quantity", "price"): setattr(self, k, _float(k, v, kind))
+            if v is not None or k in ("quantity", "price"): setattr(self, k, finite(k, v, positive=kind[0], allow_zero=kind[1]))
         self.realized_pnl = _pnl(self.realized_pnl)
         for k in ("order_id", "perm_id", "con_id"):
             v = getattr(self, k)
@@ -229,7 +211,7 @@ def record_fills(self:FillJournal, fills) -> int:
 def attach_commission(self:FillJournal, exec_id:str, commission, currency:str|None=None, realized_pnl=None) -> bool:
     "Attach IB's commission report to its fill; True if the fill was there, False if parked until the fill arrives."
     if not isinstance(exec_id, str) or not exec_id: raise ValueError(f"exec_id must be a non-empty string (got {exec_id!r})")
-    commission = _float("commission", commission)
+    commission = finite("commission", commission)
     realized_pnl = _pnl(realized_pnl)
     with self._lock, transaction(self.conn) as c:
         found = c.execute("UPDATE journal_fills SET commission = ?, currency = coalesce(?, currency), realized_pnl = ? "
@@ -244,8 +226,8 @@ def attach_commission(self:FillJournal, exec_id:str, commission, currency:str|No
 def _where(symbol=None, since=None, until=None, tcol="time_utc", **eq) -> tuple[str, list]:
     conds, args = [], []
     if symbol is not None: conds.append("symbol = ?"); args.append(symbol)
-    if since is not None: conds.append(f"{tcol} >= ?"); args.append(_utc_iso("since", since))
-    if until is not None: conds.append(f"{tcol} < ?"); args.append(_utc_iso("until", until))
+    if since is not None: conds.append(f"{tcol} >= ?"); args.append(as_utc_iso("since", since))
+    if until is not None: conds.append(f"{tcol} < ?"); args.append(as_utc_iso("until", until))
     for k, v in eq.items():
         if v is not None: conds.append(f"{k} = ?"); args.append(v)
     return (" WHERE " + " AND ".join(conds) if conds else ""), args
@@ -307,9 +289,9 @@ def record_order_event(self:FillJournal, order_ref, order_id, perm_id, status:st
                        message:str|None=None) -> None:
     "Append one order status change."
     if not isinstance(status, str) or not status: raise ValueError(f"status must be a non-empty string (got {status!r})")
-    row = (_utc_iso("time", time), order_ref, None if order_id is None else int(order_id), None if perm_id is None else int(perm_id),
-           status, _float("filled", filled, "nonneg"), _float("remaining", remaining, "nonneg"),
-           None if avg_fill_price is None else _float("avg_fill_price", avg_fill_price, "nonneg"), message)
+    row = (as_utc_iso("time", time), order_ref, None if order_id is None else int(order_id), None if perm_id is None else int(perm_id),
+           status, finite("filled", filled, positive=True, allow_zero=True), finite("remaining", remaining, positive=True, allow_zero=True),
+           None if avg_fill_price is None else finite("avg_fill_price", avg_fill_price, positive=True, allow_zero=True), message)
     with self._lock, transaction(self.conn) as c:
         c.execute("INSERT INTO journal_order_events (time_utc, order_ref, order_id, perm_id, status, filled, remaining, "
                   "avg_fill_price, message) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
@@ -330,7 +312,7 @@ def record_risk_decision(self:FillJournal, rec:Mapping) -> None:
     if missing: raise ValueError(f"risk decision record lacks {missing}")
     if not isinstance(rec["allowed"], bool): raise ValueError(f"allowed must be a bool (got {rec['allowed']!r})")
     num = lambda k: None if rec[k] is None else float(rec[k])
-    row = (_utc_iso("ts_utc", rec["ts_utc"]), rec["order_ref"], rec["symbol"], None if rec["con_id"] is None else int(rec["con_id"]),
+    row = (as_utc_iso("ts_utc", rec["ts_utc"]), rec["order_ref"], rec["symbol"], None if rec["con_id"] is None else int(rec["con_id"]),
            rec["action"], num("quantity"), num("limit_price"), int(rec["allowed"]), None if rec["trading_state"] is None
            else str(getattr(rec["trading_state"], "value", rec["trading_state"])),
            json.dumps(list(rec["reasons"] or [])), json.dumps(dict(rec["details"] or {}), default=str))
@@ -347,23 +329,6 @@ def risk_decisions(self:FillJournal, symbol:str|None=None, since=None, until=Non
     for k in ("reasons", "details"): df[k] = df[k].map(json.loads)
     return df
 
-# %% ../nbs/04_journal.ipynb #76747679
-def child_ref(parent_ref:str, slice_no:int, stage:int) -> str:
-    "The deterministic orderRef of a child order."
-    if not isinstance(parent_ref, str) or not parent_ref or ":" in parent_ref or len(parent_ref) > 60:
-        raise ValueError(f"parent_ref must be a non-empty string of at most 60 characters without ':' (got {parent_ref!r})")
-    return f"{parent_ref}:{int(slice_no)}:{int(stage)}"
-
-def parent_ref_of(order_ref:str) -> str|None:
-    "The parent of a child orderRef (None if it is not one of ours)."
-    parts = (order_ref or "").rsplit(":", 2)
-    return parts[0] if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit() else None
-
-def slice_of(order_ref:str) -> tuple[int, int]|None:
-    "(slice, stage) of a child orderRef."
-    p = parent_ref_of(order_ref)
-    return None if p is None else tuple(int(x) for x in order_ref.rsplit(":", 2)[1:])
-
 # %% ../nbs/04_journal.ipynb #d646dd1b
 _PARENT_COLS = ("parent_ref", "decided_utc", "symbol", "con_id", "side", "quantity", "tactic", "arrival_mid", "spread", "adv",
                 "daily_vol", "tick_size", "multiplier", "impact_coefficient", "predicted_slippage")
@@ -375,11 +340,11 @@ def record_parent(self:FillJournal, parent_ref:str, time, symbol:str, side:str, 
     "Record a parent order's decision context (first one wins); return the stored row as a dict."
     child_ref(parent_ref, 0, 0)
     sd = "BUY" if side_sign(side) > 0 else "SELL"
-    v = {k: _float(k, x, kind) for k, x, kind in (("quantity", quantity, "pos"), ("arrival_mid", arrival_mid, "pos"),
-         ("spread", spread, "nonneg"), ("adv", adv, "nonneg"), ("daily_vol", daily_vol, "nonneg"), ("tick_size", tick_size, "pos"),
-         ("multiplier", multiplier, "pos"), ("impact_coefficient", impact_coefficient, "nonneg"))}
+    v = {k: finite(k, x, positive=True, allow_zero=z) for k, x, z in (("quantity", quantity, False), ("arrival_mid", arrival_mid, False),
+         ("spread", spread, True), ("adv", adv, True), ("daily_vol", daily_vol, True), ("tick_size", tick_size, False),
+         ("multiplier", multiplier, False), ("impact_coefficient", impact_coefficient, True))}
     pred = estimate_slippage(v["quantity"], v["adv"], v["spread"], v["daily_vol"], v["impact_coefficient"])
-    row = (parent_ref, _utc_iso("time", time), symbol, None if con_id is None else int(con_id), sd, v["quantity"], tactic,
+    row = (parent_ref, as_utc_iso("time", time), symbol, None if con_id is None else int(con_id), sd, v["quantity"], tactic,
            v["arrival_mid"], v["spread"], v["adv"], v["daily_vol"], v["tick_size"], v["multiplier"], v["impact_coefficient"], pred)
     with self._lock, transaction(self.conn) as c:
         c.execute(f"INSERT INTO journal_parents ({', '.join(_PARENT_COLS)}) VALUES ({', '.join('?' * len(_PARENT_COLS))}) "

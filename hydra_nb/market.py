@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import numpy as np
 import pandas as pd
 from fastcore.basics import patch
+from .core import finite
 
 # %% auto #0
 __all__ = ['DEFAULT_INSTRUMENTS', 'REGIME_PARAMS', 'REGIMES', 'PULL_KAPPA', 'DEFAULT_START', 'DEPTH_CONST', 'Instrument',
@@ -22,13 +23,6 @@ __all__ = ['DEFAULT_INSTRUMENTS', 'REGIME_PARAMS', 'REGIMES', 'PULL_KAPPA', 'DEF
            'Quote', 'Fill', 'Order', 'OrderRejected', 'Market', 'book_depth_unit']
 
 # %% ../nbs/06_market.ipynb #074cbb53
-def _finite_pos(name, v, allow_zero=False):
-    try: f = float(v)
-    except (TypeError, ValueError): raise ValueError(f"{name} must be a number (got {v!r})") from None
-    if not math.isfinite(f): raise ValueError(f"{name} must be finite (got {v!r})")
-    if f < 0 or (f == 0 and not allow_zero): raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'} (got {v!r})")
-    return f
-
 def _parse_hours(s:str) -> tuple[dtime, dtime]:
     try:
         a, b = (datetime.strptime(p.strip(), "%H:%M").time() for p in s.split("-"))
@@ -59,8 +53,8 @@ class Instrument:
 
     def __post_init__(self):
         if not self.symbol or not isinstance(self.symbol, str): raise ValueError(f"symbol must be a non-empty string (got {self.symbol!r})")
-        for n in ("multiplier", "tick", "adv", "daily_vol", "start_price", "impact_k"): _finite_pos(n, getattr(self, n))
-        if _finite_pos("spread_ticks", self.spread_ticks) < 1: raise ValueError(f"spread_ticks must be >= 1 (got {self.spread_ticks!r})")
+        for n in ("multiplier", "tick", "adv", "daily_vol", "start_price", "impact_k"): finite(n, getattr(self, n), positive=True)
+        if finite("spread_ticks", self.spread_ticks, positive=True) < 1: raise ValueError(f"spread_ticks must be >= 1 (got {self.spread_ticks!r})")
         if self.start_price < 20*self.tick: raise ValueError(f"start_price {self.start_price} is under 20 ticks of {self.tick}")
         _parse_hours(self.trading_hours)
         try: ZoneInfo(self.time_zone)
@@ -100,7 +94,7 @@ class Regime:
     name: str = "custom"
     def __post_init__(self):
         if not (math.isfinite(self.phi) and -0.95 <= self.phi <= 0.95): raise ValueError(f"regime phi must be in [-0.95, 0.95] (got {self.phi!r})")
-        _finite_pos("regime vol_scale", self.vol_scale)
+        finite("regime vol_scale", self.vol_scale, positive=True)
 
 REGIME_PARAMS = {"momentum": Regime(0.45, 1.0, "momentum"), "mean_reversion": Regime(-0.45, 1.0, "mean_reversion"),
                  "calm": Regime(0.0, 0.5, "calm"), "volatile": Regime(0.0, 2.0, "volatile")}
@@ -238,7 +232,7 @@ class SimClock:
     MODES = ("real", "accelerated", "stepped")
     def __init__(self, mode:str="stepped", start:datetime|None=None, time_scale:float=1.0, monotonic=time.monotonic):
         if mode not in self.MODES: raise ValueError(f"clock mode must be one of {self.MODES} (got {mode!r})")
-        scale = _finite_pos("time_scale", time_scale)
+        scale = finite("time_scale", time_scale, positive=True)
         if mode == "real" and scale != 1: raise ValueError(f"a real-time clock has time_scale 1 (got {time_scale!r}); use mode='accelerated'")
         if start is None: start = datetime.now(timezone.utc) if mode == "real" else DEFAULT_START
         if not isinstance(start, datetime) or start.tzinfo is None: raise ValueError(f"start must be a timezone-aware datetime (got {start!r})")
@@ -256,14 +250,14 @@ class SimClock:
 
     def advance(self, seconds:float) -> datetime:
         "Jump forward by `seconds` of simulated time (any mode); returns the new time."
-        s = _finite_pos("seconds", seconds, allow_zero=True)
+        s = finite("seconds", seconds, positive=True, allow_zero=True)
         self._base += s
         return self.now()
 
     def set_time_scale(self, time_scale:float):
         "Change the speed of an accelerated clock from now on, without a jump."
         if self.mode != "accelerated": raise ValueError(f"only an accelerated clock has a time_scale (this one is {self.mode})")
-        scale = _finite_pos("time_scale", time_scale)
+        scale = finite("time_scale", time_scale, positive=True)
         self._base, self._t0, self.time_scale = self.time(), self._mono(), scale
 
     def real_seconds_until(self, t:float) -> float:
@@ -359,14 +353,14 @@ class Market:
         self.seed, self.clock = _check_seed(seed), clock if clock is not None else SimClock("stepped")
         self.slippage_bias = float(slippage_bias)
         if not math.isfinite(self.slippage_bias): raise ValueError(f"slippage_bias must be finite (got {slippage_bias!r})")
-        self.slippage_noise = _finite_pos("slippage_noise", slippage_noise, allow_zero=True)
+        self.slippage_noise = finite("slippage_noise", slippage_noise, positive=True, allow_zero=True)
         cpc = commission_per_contract
         if isinstance(cpc, Mapping) and set(cpc) - set(self.instruments):
             raise ValueError(f"commission_per_contract names unknown symbols {sorted(set(cpc) - set(self.instruments))}")
-        self.commission = {s: _finite_pos(f"commission_per_contract[{s}]", cpc.get(s, 2.25) if isinstance(cpc, Mapping) else cpc, allow_zero=True)
+        self.commission = {s: finite(f"commission_per_contract[{s}]", cpc.get(s, 2.25) if isinstance(cpc, Mapping) else cpc, positive=True, allow_zero=True)
                            for s in self.instruments}
         self.history_days = _check_n("history_days", history_days, lo=0)
-        self.recovery = _finite_pos("book_recovery_seconds", book_recovery_seconds)
+        self.recovery = finite("book_recovery_seconds", book_recovery_seconds, positive=True)
         self._rng = np.random.default_rng([self.seed, 3])
         self._orders, self._done, self._fills, self._pending = {}, {}, [], []
         self.fill_listeners = []

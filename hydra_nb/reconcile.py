@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 from fastcore.basics import patch
 from .config import load_settings
-from .core import StateDBError
-from .journal import FillJournal, _utc_iso
+from .core import StateDBError, as_utc_iso
+from .journal import FillJournal
 from .slippage import UNITS, convert_slippage
 
 # %% auto #0
@@ -156,8 +156,8 @@ class SlippageReconciler:
         if isinstance(self.source, pd.DataFrame):
             df = self.source
             if symbol is not None: df = df[df["symbol"] == symbol]
-            if since is not None: df = df[df["time_utc"] >= pd.Timestamp(_utc_iso("since", since))]
-            if until is not None: df = df[df["time_utc"] < pd.Timestamp(_utc_iso("until", until))]
+            if since is not None: df = df[df["time_utc"] >= pd.Timestamp(as_utc_iso("since", since))]
+            if until is not None: df = df[df["time_utc"] < pd.Timestamp(as_utc_iso("until", until))]
             return df[df["predicted_slippage"].notna() & df["actual_slippage"].notna()]
         return self.source.slippage_pairs(symbol=symbol, since=since, until=until, columns=_RECON_COLS)
 
@@ -231,7 +231,7 @@ def by_participation(self:SlippageReconciler, buckets=DEFAULT_BUCKETS, symbol:st
 
 # %% ../nbs/05_reconcile.ipynb #87de78d5
 def _since_arg(s:str):
-    try: return _utc_iso("--since", s)
+    try: return as_utc_iso("--since", s)
     except ValueError as e: raise argparse.ArgumentTypeError(f"{e}; give a date (2026-03-02, midnight UTC) or an ISO time with offset") from None
 
 def add_cli_arguments(p:argparse.ArgumentParser):

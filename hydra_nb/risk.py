@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 from fastcore.basics import patch
 from .config import RiskSettings
-from .core import StateDBError, ensure_schema, open_state_db, to_utc_iso, transaction, utcnow_iso
+from .core import (StateDBError, ensure_schema, is_finite, number_or_none, open_state_db, to_utc_iso, transaction,
+                           utcnow_iso)
 
 # %% auto #0
 __all__ = ['BREAKERS', 'RECORD_KEYS', 'UNSET_DOUBLE', 'BreakerState', 'TradingState', 'RiskError', 'CircuitBreaker', 'Trip',
@@ -36,16 +37,10 @@ class RiskError(RuntimeError):
     "Misuse of the risk layer (bad limits, a sink without the order methods, a sink claimed twice)."
 
 # %% ../nbs/03_risk.ipynb #56684a2b
-def _finite(x) -> bool:
-    "A real number (not a bool), neither nan nor infinite."
-    t = type(x)
-    if t is float or t is int: return math.isfinite(x)
-    return isinstance(x, numbers.Real) and not isinstance(x, bool) and math.isfinite(x)
-
 class CircuitBreaker:
     "One breaker: trips when `observed` is worse than `threshold` (below it; above it if `upper`)."
     def __init__(self, name:str, threshold:float, cooldown_periods:int=1, upper:bool=False):
-        if not _finite(threshold): raise RiskError(f"breaker {name}: threshold must be a finite number (got {threshold!r})")
+        if not is_finite(threshold): raise RiskError(f"breaker {name}: threshold must be a finite number (got {threshold!r})")
         if not isinstance(cooldown_periods, numbers.Integral) or cooldown_periods < 0:
             raise RiskError(f"breaker {name}: cooldown_periods must be an integer >= 0 (got {cooldown_periods!r})")
         self.name, self.threshold, self.cooldown_periods, self.upper = name, float(threshold), int(cooldown_periods), upper
@@ -132,8 +127,8 @@ class CircuitBreakerManager:
                  max_single_trade_loss:float=-0.01, cooldown_periods:int=1, db=None, kill_switch:bool=False):
         for k, v in dict(max_daily_loss=max_daily_loss, max_drawdown=max_drawdown,
                          max_single_trade_loss=max_single_trade_loss).items():
-            if not (_finite(v) and v < 0): raise RiskError(f"{k} must be a negative fraction of equity (got {v!r})")
-        if not (_finite(max_position) and max_position > 0): raise RiskError(f"max_position must be > 0 (got {max_position!r})")
+            if not (is_finite(v) and v < 0): raise RiskError(f"{k} must be a negative fraction of equity (got {v!r})")
+        if not (is_finite(max_position) and max_position > 0): raise RiskError(f"max_position must be > 0 (got {max_position!r})")
         th = dict(daily_loss=(max_daily_loss, False), drawdown=(max_drawdown, False),
                   max_position=(max_position, True), single_trade_loss=(max_single_trade_loss, False))
         self.breakers = {n: CircuitBreaker(n, t, cooldown_periods, upper=u) for n, (t, u) in th.items()}
@@ -250,10 +245,10 @@ def check(self:CircuitBreakerManager, equity:float, daily_pnl:float=0.0, peak_eq
     "Observe the account, trip every breaker it breaches; the decision names each trip and its values."
     bad = [f"{k} must be a finite number{' > 0' if k == 'equity' else ''} (got {v!r})" for k, v in
            dict(equity=equity, daily_pnl=daily_pnl, gross_notional=gross_notional, last_trade_pnl=last_trade_pnl).items()
-           if not _finite(v) or (k == "equity" and v <= 0)]
-    if peak_equity is not None and not (_finite(peak_equity) and peak_equity > 0):
+           if not is_finite(v) or (k == "equity" and v <= 0)]
+    if peak_equity is not None and not (is_finite(peak_equity) and peak_equity > 0):
         bad.append(f"peak_equity must be None or a finite number > 0 (got {peak_equity!r})")
-    if _finite(gross_notional) and gross_notional < 0: bad.append(f"gross_notional must be >= 0 (got {gross_notional!r})")
+    if is_finite(gross_notional) and gross_notional < 0: bad.append(f"gross_notional must be >= 0 (got {gross_notional!r})")
     if bad: raise ValueError("; ".join(bad))
     return self._observe(float(equity), float(daily_pnl), peak_equity, float(gross_notional), float(last_trade_pnl))
 
@@ -344,29 +339,29 @@ class OrderContext:
         p, s = [], lambda k, v: object.__setattr__(self, k, v)
         rp = self.reference_price
         if rp is None: p.append("reference_price is missing: no usable market data")
-        elif not _finite(rp) or rp <= 0: p.append(f"reference_price is {rp!r}: no usable market data (need a finite price > 0)")
+        elif not is_finite(rp) or rp <= 0: p.append(f"reference_price is {rp!r}: no usable market data (need a finite price > 0)")
         else: s("reference_price", float(rp))
         for k in ("tick_size", "multiplier", "equity"):
             v = getattr(self, k)
-            if not _finite(v) or v <= 0: p.append(f"{k} must be a finite number > 0 (got {v!r})")
+            if not is_finite(v) or v <= 0: p.append(f"{k} must be a finite number > 0 (got {v!r})")
             else: s(k, float(v))
         pos = self.position
         if isinstance(pos, numbers.Integral) and not isinstance(pos, bool): s("position", int(pos))
-        elif _finite(pos) and float(pos).is_integer(): s("position", int(pos))
+        elif is_finite(pos) and float(pos).is_integer(): s("position", int(pos))
         else: p.append(f"position must be a whole number of contracts (got {pos!r})")
         for k in ("daily_pnl", "last_trade_pnl", "other_gross_notional"):
             v = getattr(self, k)
-            if not _finite(v) or (k == "other_gross_notional" and v < 0):
+            if not is_finite(v) or (k == "other_gross_notional" and v < 0):
                 p.append(f"{k} must be a finite number{' >= 0' if k == 'other_gross_notional' else ''} (got {v!r})")
             else: s(k, float(v))
         for k in ("working_buy", "working_sell", "replaces_quantity"):
             v = getattr(self, k)
             if type(v) is int and v >= 0: continue
-            if _finite(v) and v >= 0 and float(v).is_integer(): s(k, int(v))
+            if is_finite(v) and v >= 0 and float(v).is_integer(): s(k, int(v))
             else: p.append(f"{k} must be a whole number of contracts >= 0 (got {v!r})")
         pk = self.peak_equity
         if pk is not None:
-            if not _finite(pk) or pk <= 0: p.append(f"peak_equity must be None or a finite number > 0 (got {pk!r})")
+            if not is_finite(pk) or pk <= 0: p.append(f"peak_equity must be None or a finite number > 0 (got {pk!r})")
             else: s("peak_equity", float(pk))
         s("problems", tuple(p))
 
@@ -391,7 +386,7 @@ class PreTradeChecks:
     def __post_init__(self):
         for f in fields(self):
             v = getattr(self, f.name)
-            if not _finite(v) or v <= 0: raise RiskError(f"PreTradeChecks.{f.name} must be a finite number > 0 (got {v!r})")
+            if not is_finite(v) or v <= 0: raise RiskError(f"PreTradeChecks.{f.name} must be a finite number > 0 (got {v!r})")
         if not self.max_orders_per_second < 50:
             raise RiskError(f"max_orders_per_second must be below IB's 50 messages/s (got {self.max_orders_per_second})")
 
@@ -404,7 +399,7 @@ class Throttle:
     "Sliding-window rate limit: at most `limit` messages per `window` seconds of the `clock`."
     __slots__ = ("limit", "window", "_times")
     def __init__(self, rate:float):
-        if not (_finite(rate) and rate > 0): raise RiskError(f"throttle rate must be a finite number > 0 (got {rate!r})")
+        if not (is_finite(rate) and rate > 0): raise RiskError(f"throttle rate must be a finite number > 0 (got {rate!r})")
         self.limit = max(1, int(rate)); self.window = self.limit / rate
         self._times = deque()
 
@@ -423,12 +418,6 @@ _DETAIL_KEYS = ("kind", "quantity", "limit_price", "reference_price", "tick_size
                 "exposure_after", "max_position", "orders_in_window", "max_orders_in_window", "window_s")
 RECORD_KEYS = ("ts_utc", "order_ref", "symbol", "con_id", "action", "quantity", "limit_price", "allowed",
                "trading_state", "reasons", "details")
-
-def _num(x):
-    "A plain number for the record, or None (a string, a bool, an object are not quantities)."
-    if isinstance(x, bool): return None
-    if isinstance(x, (int, float)): return x
-    return float(x) if isinstance(x, (numbers.Real, decimal.Decimal)) else None
 
 def _int(x): return int(x) if isinstance(x, numbers.Integral) and not isinstance(x, bool) else None
 def _str(x): return x if isinstance(x, str) else None
@@ -460,7 +449,7 @@ class RiskDecision:
         return dict(ts_utc=to_utc_iso(datetime.fromtimestamp(self.ts, timezone.utc)),
                     order_ref=_str(getattr(o, "orderRef", None)), symbol=_str(getattr(c, "symbol", None)),
                     con_id=_int(getattr(c, "conId", None)), action=_str(getattr(o, "action", None)),
-                    quantity=_num(getattr(o, "totalQuantity", None)), limit_price=_num(getattr(o, "lmtPrice", None)),
+                    quantity=number_or_none(getattr(o, "totalQuantity", None)), limit_price=number_or_none(getattr(o, "lmtPrice", None)),
                     allowed=bool(self.allowed), trading_state=str(self.trading_state), reasons=list(self.reasons),
                     details=self.details)
 
@@ -636,7 +625,7 @@ class RiskGate:
         if recorder is not None and not callable(getattr(recorder, "record_risk_decision", None)):
             raise RiskError("the recorder needs a record_risk_decision(rec) method")
         if not callable(clock): raise RiskError("clock must be a callable returning monotonic seconds")
-        if not (_finite(sync_interval) and sync_interval >= 0): raise RiskError(f"sync_interval must be >= 0 (got {sync_interval!r})")
+        if not (is_finite(sync_interval) and sync_interval >= 0): raise RiskError(f"sync_interval must be >= 0 (got {sync_interval!r})")
         port = _claim(sink, self)                           # a broker hands out its order port here, once
         self._checker = ck = _Checker(breakers, checks, clock, recorder, sync_interval)
         self._submit, self._modify, self._cancel = _forwarders(ck, port.place_order, port.modify_order, port.cancel_order)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Sequence
 import numpy as np
 import pandas as pd
+from .core import finite
 
 # %% auto #0
 __all__ = ['DEFAULT_IMPACT_COEFFICIENT', 'UNITS', 'estimate_slippage', 'price_volatility', 'side_sign', 'convert_slippage',
@@ -27,14 +28,6 @@ def _arr(name:str, x, positive:bool=False) -> np.ndarray:
     if bad.any(): raise ValueError(f"{name} must be {'> 0' if positive else '>= 0'} (got {a[bad].ravel()[0]!r})")
     return a
 
-def _num(name:str, x, positive:bool=False) -> float:
-    "Scalar fast path of `_arr` (the journal validates one fill at a time)."
-    try: v = float(x)
-    except (TypeError, ValueError): raise ValueError(f"{name} must be numeric (got {x!r})") from None
-    if not math.isfinite(v): raise ValueError(f"{name} must be finite (got {v!r})")
-    if v < 0 or (positive and v == 0): raise ValueError(f"{name} must be {'> 0' if positive else '>= 0'} (got {v!r})")
-    return v
-
 # %% ../nbs/02_slippage.ipynb #855c3f17
 DEFAULT_IMPACT_COEFFICIENT = 0.1
 
@@ -43,7 +36,7 @@ def estimate_slippage(order_size, daily_volume, spread, daily_volatility, impact
     args = (order_size, daily_volume, spread, daily_volatility, impact_coefficient)
     names = ("order_size", "daily_volume", "spread", "daily_volatility", "impact_coefficient")
     if all(isinstance(a, (int, float, np.number)) for a in args):
-        q, v, s, sig, k = (_num(n, a) for n, a in zip(names, args))
+        q, v, s, sig, k = (finite(n, a, positive=True, allow_zero=True) for n, a in zip(names, args))
         return s/2 + k*sig*math.sqrt(q/max(v, 1.0))
     q, v, s, sig, k = (_arr(n, a) for n, a in zip(names, args))
     out = s/2 + k*sig*np.sqrt(q/np.maximum(v, 1.0))
@@ -53,7 +46,7 @@ def estimate_slippage(order_size, daily_volume, spread, daily_volatility, impact
 def price_volatility(return_volatility, price):
     "Daily volatility in price units from a daily *return* volatility (e.g. 0.02) and a price level."
     if np.isscalar(return_volatility) and np.isscalar(price):
-        return _num("return_volatility", return_volatility) * _num("price", price, positive=True)
+        return finite("return_volatility", return_volatility, positive=True, allow_zero=True) * finite("price", price, positive=True)
     return _arr("return_volatility", return_volatility) * _arr("price", price, positive=True)
 
 # %% ../nbs/02_slippage.ipynb #7de568a1
@@ -93,7 +86,7 @@ def convert_slippage(slippage, units:str="price", arrival_mid=None, tick_size=No
 def actual_slippage(side, fill_price, arrival_mid, units:str="price", tick_size=None):
     "Signed slippage against the arrival mid, positive = cost: BUY `fill - mid`, SELL `mid - fill`."
     if np.isscalar(fill_price) and np.isscalar(arrival_mid):
-        s = side_sign(side) * (_num("fill_price", fill_price, positive=True) - _num("arrival_mid", arrival_mid, positive=True))
+        s = side_sign(side) * (finite("fill_price", fill_price, positive=True) - finite("arrival_mid", arrival_mid, positive=True))
     else:
         s = side_sign(side) * (_arr("fill_price", fill_price, positive=True) - _arr("arrival_mid", arrival_mid, positive=True))
     return convert_slippage(s, units, arrival_mid=arrival_mid, tick_size=tick_size)
@@ -121,15 +114,15 @@ class Shortfall:
 def implementation_shortfall(side, order_quantity, arrival_mid, fill_prices:Sequence[float]=(), fill_quantities:Sequence[float]=(),
                              end_price=None, fees=0.0, multiplier=1.0) -> Shortfall:
     "Perold shortfall: trading cost on filled + opportunity cost on unfilled (marked at `end_price`) + fees."
-    sg, Q = side_sign(side), _num("order_quantity", order_quantity, positive=True)
-    mid, mult = _num("arrival_mid", arrival_mid, positive=True), _num("multiplier", multiplier, positive=True)
+    sg, Q = side_sign(side), finite("order_quantity", order_quantity, positive=True)
+    mid, mult = finite("arrival_mid", arrival_mid, positive=True), finite("multiplier", multiplier, positive=True)
     p, q = _arr("fill_prices", fill_prices, positive=True).ravel(), _arr("fill_quantities", fill_quantities, positive=True).ravel()
     if p.shape != q.shape: raise ValueError(f"fill_prices and fill_quantities differ in length ({p.size} vs {q.size})")
     filled = float(q.sum())
     if filled > Q * (1 + 1e-12): raise ValueError(f"fill_quantities sum to {filled}, more than order_quantity {Q}")
     unfilled = max(Q - filled, 0.0)
     if unfilled > 0 and end_price is None: raise ValueError(f"end_price is needed to mark the unfilled {unfilled} at opportunity cost")
-    opp = sg * unfilled * (_num("end_price", end_price, positive=True) - mid) * mult if unfilled > 0 else 0.0
+    opp = sg * unfilled * (finite("end_price", end_price, positive=True) - mid) * mult if unfilled > 0 else 0.0
     try: fees = float(fees)
     except (TypeError, ValueError): raise ValueError(f"fees must be numeric (got {fees!r})") from None
     if not math.isfinite(fees): raise ValueError(f"fees must be finite (got {fees!r})")

@@ -407,24 +407,6 @@ def test_observation_can_be_one_bar_at_a_time(tmp_path):
     reg.close()
 
 
-def test_import_arrows():
-    """drift and models import no other hydra module but config/core; agent only drift and models (never market); the
-    simulator stays a peer: market imports nothing of hydra, gateway_sim only config/core and its market."""
-    import ast, pathlib
-    allowed = {"drift": {"config", "core"}, "models": {"config", "core"}, "agent": {"config", "core", "drift", "models"},
-               "market": {"config", "core"}, "gateway_sim": {"config", "core", "market"}}
-    for mod, ok in allowed.items():
-        tree = ast.parse((pathlib.Path(__file__).parent.parent/"hydra_nb"/f"{mod}.py").read_text())
-        used = set()
-        for n in ast.walk(tree):
-            if isinstance(n, ast.ImportFrom):
-                if n.level: used.add((n.module or "").split(".")[0])
-                elif (n.module or "").startswith("hydra_nb."): used.add(n.module.split(".")[1])
-            elif isinstance(n, ast.Import):
-                used |= {a.name.split(".")[1] for a in n.names if a.name.startswith("hydra_nb.")}
-        assert used <= ok, (mod, used - ok)
-
-
 async def test_cancelled_async_cycle_does_not_leave_the_lock_held(tmp_path):
     bars = _drifting_bars()
     reg, agent = _agent(tmp_path, bars, executor=cf.ThreadPoolExecutor(2))

@@ -20,7 +20,8 @@ import pytest
 from hydra_nb.broker import BrokerGateway, sim_settings
 from hydra_nb.config import load_settings
 from hydra_nb.gateway_sim import GatewayThread
-from hydra_nb.journal import FillJournal, slice_of
+from hydra_nb.core import slice_of
+from hydra_nb.journal import FillJournal
 from hydra_nb.market import SimClock
 from hydra_nb.risk import CircuitBreakerManager
 

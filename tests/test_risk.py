@@ -1,6 +1,6 @@
 """RiskGate and circuit breakers beyond the notebook: state across real process restarts and SIGKILL, real ib_async
-order/contract objects, random bad input never forwarded, the rate window as a property, and the import arrows."""
-import ast, json, math, os, signal, subprocess, sys, textwrap, time
+order/contract objects, random bad input never forwarded, and the rate window as a property (the import arrows: tests/test_arrows.py)."""
+import json, math, os, signal, subprocess, sys, textwrap, time
 from pathlib import Path
 from types import SimpleNamespace as NS
 
@@ -329,19 +329,6 @@ def test_position_cap_never_exceeded_in_the_worst_case():
     n = _run_sequences(reducing=False, n_seq=2000, n_steps=15, seed=32)
     assert n["allowed"] > 3000 and n["rejected"] > 3000 and n["fills"] > 2000 and n["modifies"] > 300
     assert n["only_by_working"] > 300
-
-
-def test_risk_imports_follow_the_arrows():
-    "risk may import config and core only: never broker, orders, journal, or ib_async."
-    tree = ast.parse(Path(risk.__file__).read_text())
-    mods = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import): mods |= {a.name for a in node.names}
-        elif isinstance(node, ast.ImportFrom):        # nbdev writes `from .config import ...`
-            mods.add(("hydra_nb." if node.level else "") + (node.module or ""))
-    hydra = {m for m in mods if m.startswith("hydra_nb")}
-    assert hydra == {"hydra_nb.config", "hydra_nb.core"}, hydra
-    assert not any(m.startswith(("ib_async", "ibapi")) for m in mods), mods
 
 
 def test_breaker_manager_shares_the_state_db_with_others(tmp_path):
