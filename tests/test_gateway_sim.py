@@ -7,8 +7,9 @@ import asyncio, contextlib, math, time
 from datetime import datetime, timedelta, timezone
 import pytest
 from ib_async import IB, ContFuture, ExecutionFilter, Future, LimitOrder, Order
-from hydra_nb.gateway_sim import GatewaySim, ProtocolError, check_message, msg_open_order
+from hydra_nb.gateway_sim import GatewaySim, ProtocolError, msg_open_order
 from hydra_nb.market import SimClock
+from wire_check import check_message
 
 
 # -- helpers -----------------------------------------------------------------------------------------------------

@@ -10,8 +10,9 @@ from ibapi.execution import ExecutionFilter
 from ibapi.order import Order
 from ibapi.order_cancel import OrderCancel
 from ibapi.wrapper import EWrapper
-from hydra_nb.gateway_sim import GatewaySim, check_message
+from hydra_nb.gateway_sim import GatewaySim
 from hydra_nb.market import SimClock
+from wire_check import check_message
 
 RECORDED = ["nextValidId", "managedAccounts", "currentTime", "contractDetails", "contractDetailsEnd", "tickPrice",
             "tickSize", "tickSnapshotEnd", "historicalData", "historicalDataEnd", "openOrder", "orderStatus",
