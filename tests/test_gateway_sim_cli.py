@@ -29,7 +29,7 @@ def connect_when_open(port, cid, since, closed_for):
     "Connect as soon as the listener is back (no fixed sleep to race against a loaded machine); it must have stayed closed `closed_for` s after `since`."
     while True:
         try:
-            ib = IB(); ib.connect("127.0.0.1", port, clientId=cid, timeout=3)
+            ib = IB(); ib.connect("127.0.0.1", port, clientId=cid, timeout=10)
             break
         except ConnectionRefusedError:
             assert time.monotonic() - since < closed_for + 10, "the listener never reopened"
@@ -38,7 +38,7 @@ def connect_when_open(port, cid, since, closed_for):
     return ib
 
 
-def sync_until(ib, pred, timeout=3.0):
+def sync_until(ib, pred, timeout=10.0):
     t = time.monotonic()
     while not pred():
         assert time.monotonic() - t < timeout, "timed out"
@@ -51,7 +51,7 @@ def test_process_serves_ib_async_and_stops_on_signal(sig):
                     "--start", "2026-03-02T14:30")
     try:
         ib = IB()
-        ib.connect("127.0.0.1", port, clientId=1, timeout=3)
+        ib.connect("127.0.0.1", port, clientId=1, timeout=10)
         assert ib.client.serverVersion() == 178
         t1 = ib.reqCurrentTime(); ib.sleep(0.5); t2 = ib.reqCurrentTime()
         assert t1.strftime("%Y-%m-%d %H") == "2026-03-02 14"
@@ -65,12 +65,12 @@ def test_process_serves_ib_async_and_stops_on_signal(sig):
 
 def test_process_fault_flags():
     t0 = time.monotonic()
-    p, port = spawn("--port", "0", "--refuse-for", "0.6", "--halt", "ZO", "--reject-next", "desk closed",
+    p, port = spawn("--port", "0", "--refuse-for", "2", "--halt", "ZO", "--reject-next", "desk closed",
                     "--latency", "0.01", "--pacing-limit", "200", "--nightly-reset", "23:59")
     try:
         with pytest.raises(ConnectionRefusedError):
             IB().connect("127.0.0.1", port, clientId=2, timeout=1)
-        ib = connect_when_open(port, 2, t0, 0.6)
+        ib = connect_when_open(port, 2, t0, 2.0)
         errs = []
         ib.errorEvent += lambda r, c, m, k: errs.append((r, c, m))
         c = ib.reqContractDetails(Future("ZO", exchange="CBOT"))[0].contract
@@ -86,19 +86,19 @@ def test_process_fault_flags():
 
 
 def test_process_signals_drop_and_reset():
-    p, port = spawn("--port", "0", "--reset-duration", "0.5")
+    p, port = spawn("--port", "0", "--reset-duration", "2")
     try:
-        ib = IB(); ib.connect("127.0.0.1", port, clientId=3, timeout=3)
+        ib = IB(); ib.connect("127.0.0.1", port, clientId=3, timeout=10)
         p.send_signal(signal.SIGUSR1)                          # drop every connection now
         try: sync_until(ib, lambda: not ib.isConnected())
         except ConnectionError: pass
-        ib.connect("127.0.0.1", port, clientId=3, timeout=3)
+        ib.connect("127.0.0.1", port, clientId=3, timeout=10)
         t0 = time.monotonic()
-        p.send_signal(signal.SIGUSR2)                          # nightly reset now: dropped, then refused for 0.5 s
+        p.send_signal(signal.SIGUSR2)                          # nightly reset now: dropped, then refused for 2 s
         try: sync_until(ib, lambda: not ib.isConnected())
         except ConnectionError: pass
         with pytest.raises(ConnectionRefusedError): IB().connect("127.0.0.1", port, clientId=3, timeout=1)
-        connect_when_open(port, 3, t0, 0.5).disconnect()
+        connect_when_open(port, 3, t0, 2.0).disconnect()
     finally:
         rc, out, err = finish(p)
     assert rc == 0
@@ -113,7 +113,7 @@ def test_process_refuses_live_port_and_bad_version():
 def test_thread_runner_for_sync_callers():
     with GatewaySim.start_in_thread(seed=1, clock=SimClock(mode="stepped")) as h:
         ib = IB()
-        ib.connect("127.0.0.1", h.port, clientId=4, timeout=3)
+        ib.connect("127.0.0.1", h.port, clientId=4, timeout=10)
         he = next(c for c in h.gw.contracts if c.symbol == "HE")
         q = h.call(lambda g: g.market.quote("HE"))
         tr = ib.placeOrder(Future(conId=he.con_id, exchange="CME"), LimitOrder("BUY", 1, round(q.bid - 0.25, 3)))
@@ -122,7 +122,7 @@ def test_thread_runner_for_sync_callers():
         try: sync_until(ib, lambda: not ib.isConnected())
         except ConnectionError: pass                           # ib_async's sync API raises the disconnect
         assert not ib.isConnected()
-        ib.connect("127.0.0.1", h.port, clientId=4, timeout=3)
+        ib.connect("127.0.0.1", h.port, clientId=4, timeout=10)
         assert [t.order.permId for t in ib.openTrades()] == [tr.order.permId]
         h.call(lambda g: g.step(600))                          # stepping from another thread
         ib.disconnect()

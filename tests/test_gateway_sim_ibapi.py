@@ -10,8 +10,9 @@ from ibapi.execution import ExecutionFilter
 from ibapi.order import Order
 from ibapi.order_cancel import OrderCancel
 from ibapi.wrapper import EWrapper
-from hydra_nb.gateway_sim import GatewaySim, check_message
+from hydra_nb.gateway_sim import GatewaySim
 from hydra_nb.market import SimClock
+from wire_check import check_message
 
 RECORDED = ["nextValidId", "managedAccounts", "currentTime", "contractDetails", "contractDetailsEnd", "tickPrice",
             "tickSize", "tickSnapshotEnd", "historicalData", "historicalDataEnd", "openOrder", "orderStatus",
@@ -31,7 +32,7 @@ class App(EWrapper, EClient):
     def of(self, name):
         with self.lock: return [a for n, a in self.calls if n == name]
 
-    def wait(self, pred, timeout=3.0, what="condition"):
+    def wait(self, pred, timeout=10.0, what="condition"):
         t = time.monotonic()
         while not pred():
             if time.monotonic() - t > timeout: raise AssertionError(f"timed out waiting for {what}; calls: {[n for n, _ in self.calls][-15:]}")
@@ -239,10 +240,10 @@ def test_ibapi_partial_fills_reconnect_two_clients_errors_and_faults(gw_thread):
         assert gw_thread.call(lambda g: g.faults.drop_all()) == 2
         a2.wait(lambda: a2.of("connectionClosed") and b.of("connectionClosed"), what="drops noticed")
         t0 = time.monotonic()
-        gw_thread.call(lambda g: g.faults.refuse_connections(0.3))
+        gw_thread.call(lambda g: g.faults.refuse_connections(2.0))      # long enough that a loaded machine cannot miss it
         r = App(); r.connect("127.0.0.1", gw_thread.port, 23)
         assert not r.isConnected() and any(e[1] == 502 for e in r.of("error"))   # ibapi: couldn't connect
-        ok, tok = start_app_when_open(gw_thread.port, 23, t0, 0.3); stop_app(ok, tok)
+        ok, tok = start_app_when_open(gw_thread.port, 23, t0, 2.0); stop_app(ok, tok)
         ta2.join(3)
     finally:
         for app, th in ((a, ta), (b, tb)):
