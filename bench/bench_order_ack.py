@@ -49,7 +49,7 @@ async def build_hydra(port, state_dir, time_scale):
     j = FillJournal(state_dir)
     b = BrokerGateway(st, journal=j, clock=clock, client_id=1)
     await b.connect()
-    gate = RiskGate(b, CircuitBreakerManager.from_settings(st.risk, db=j.conn), st.risk, recorder=j)
+    gate = RiskGate(b, CircuitBreakerManager.from_settings(st.risk, db=j.conn), st.risk, recorder=b.recorder)
     om = OrderManager(gate, b, rng=np.random.default_rng(0))
     return om, b, j
 

@@ -19,7 +19,7 @@ from .core import (StateDBError, as_utc_iso, child_ref, ensure_schema, finite, o
 from .slippage import DEFAULT_IMPACT_COEFFICIENT, estimate_slippage, implementation_shortfall, side_sign
 
 # %% auto #0
-__all__ = ['JOURNAL_MIGRATIONS', 'SCHEMA_VERSION', 'FillRecord', 'FillJournal']
+__all__ = ['JOURNAL_MIGRATIONS', 'SCHEMA_VERSION', 'FillRecord', 'FillJournal', 'risk_decision_row']
 
 # %% ../nbs/04_journal.ipynb #a273206e
 _POS, _NONNEG, _ANY = (True, False), (True, True), (False, False)   # `finite`'s (positive, allow_zero)
@@ -284,17 +284,21 @@ def slippage_pairs(self:FillJournal, symbol:str|None=None, since=None, until=Non
     return df
 
 # %% ../nbs/04_journal.ipynb #59cd2968
+def _event_row(order_ref, order_id, perm_id, status:str, filled, remaining, avg_fill_price, time, message:str|None=None) -> tuple:
+    if not isinstance(status, str) or not status: raise ValueError(f"status must be a non-empty string (got {status!r})")
+    return (as_utc_iso("time", time), order_ref, None if order_id is None else int(order_id), None if perm_id is None else int(perm_id),
+            status, finite("filled", filled, positive=True, allow_zero=True), finite("remaining", remaining, positive=True, allow_zero=True),
+            None if avg_fill_price is None else finite("avg_fill_price", avg_fill_price, positive=True, allow_zero=True), message)
+
+_INSERT_EVENT = ("INSERT INTO journal_order_events (time_utc, order_ref, order_id, perm_id, status, filled, remaining, "
+                 "avg_fill_price, message) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
+
 @patch
 def record_order_event(self:FillJournal, order_ref, order_id, perm_id, status:str, filled, remaining, avg_fill_price, time,
                        message:str|None=None) -> None:
     "Append one order status change."
-    if not isinstance(status, str) or not status: raise ValueError(f"status must be a non-empty string (got {status!r})")
-    row = (as_utc_iso("time", time), order_ref, None if order_id is None else int(order_id), None if perm_id is None else int(perm_id),
-           status, finite("filled", filled, positive=True, allow_zero=True), finite("remaining", remaining, positive=True, allow_zero=True),
-           None if avg_fill_price is None else finite("avg_fill_price", avg_fill_price, positive=True, allow_zero=True), message)
-    with self._lock, transaction(self.conn) as c:
-        c.execute("INSERT INTO journal_order_events (time_utc, order_ref, order_id, perm_id, status, filled, remaining, "
-                  "avg_fill_price, message) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
+    row = _event_row(order_ref, order_id, perm_id, status, filled, remaining, avg_fill_price, time, message)
+    with self._lock, transaction(self.conn) as c: c.execute(_INSERT_EVENT, row)
 
 @patch
 def order_events(self:FillJournal, order_ref:str|None=None, since=None, until=None, status:str|None=None) -> pd.DataFrame:
@@ -305,9 +309,8 @@ def order_events(self:FillJournal, order_ref:str|None=None, since=None, until=No
 _RISK_KEYS = ("ts_utc", "order_ref", "symbol", "con_id", "action", "quantity", "limit_price", "allowed", "trading_state",
               "reasons", "details")
 
-@patch
-def record_risk_decision(self:FillJournal, rec:Mapping) -> None:
-    "Append one risk decision record (the keys of `hydra_nb.risk`'s decision record)."
+def risk_decision_row(rec:Mapping) -> tuple:
+    "The validated row of one risk decision record (a ValueError names what is wrong)."
     missing = [k for k in _RISK_KEYS if k not in rec]
     if missing: raise ValueError(f"risk decision record lacks {missing}")
     if not isinstance(rec["allowed"], bool): raise ValueError(f"allowed must be a bool (got {rec['allowed']!r})")
@@ -316,9 +319,25 @@ def record_risk_decision(self:FillJournal, rec:Mapping) -> None:
            rec["action"], num("quantity"), num("limit_price"), int(rec["allowed"]), None if rec["trading_state"] is None
            else str(getattr(rec["trading_state"], "value", rec["trading_state"])),
            json.dumps(list(rec["reasons"] or [])), json.dumps(dict(rec["details"] or {}), default=str))
+    return row
+
+_INSERT_RISK = ("INSERT INTO journal_risk_decisions (time_utc, order_ref, symbol, con_id, action, quantity, limit_price, allowed, "
+                "trading_state, reasons, details) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+
+@patch
+def record_risk_decision(self:FillJournal, rec:Mapping) -> None:
+    "Append one risk decision record (the keys of `hydra_nb.risk`'s decision record)."
+    row = risk_decision_row(rec)
+    with self._lock, transaction(self.conn) as c: c.execute(_INSERT_RISK, row)
+
+@patch
+def record_batch(self:FillJournal, order_events:Iterable=(), risk_decisions:Iterable=()) -> int:
+    "Append order events (argument tuples of `record_order_event`) and risk decision records in ONE transaction; all or none."
+    ev, rk = [_event_row(*e) for e in order_events], [risk_decision_row(r) for r in risk_decisions]
     with self._lock, transaction(self.conn) as c:
-        c.execute("INSERT INTO journal_risk_decisions (time_utc, order_ref, symbol, con_id, action, quantity, limit_price, allowed, "
-                  "trading_state, reasons, details) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
+        if ev: c.executemany(_INSERT_EVENT, ev)
+        if rk: c.executemany(_INSERT_RISK, rk)
+    return len(ev) + len(rk)
 
 @patch
 def risk_decisions(self:FillJournal, symbol:str|None=None, since=None, until=None, allowed:bool|None=None) -> pd.DataFrame:

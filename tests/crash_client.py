@@ -29,7 +29,7 @@ async def main(a) -> int:
     j = FillJournal(a.state_dir)
     b = BrokerGateway(st, journal=j, clock=clock, client_id=a.client_id)
     await b.connect()
-    gate = RiskGate(b, CircuitBreakerManager.from_settings(st.risk, db=j.conn), st.risk, recorder=j)
+    gate = RiskGate(b, CircuitBreakerManager.from_settings(st.risk, db=j.conn), st.risk, recorder=b.recorder)
     om = OrderManager(gate, b, rng=np.random.default_rng(a.seed))
     print(f"READY adopted={len(b.children(a.parent + ':'))}", flush=True)
     r = await om.route(a.symbol, "BUY", a.qty, parent_ref=a.parent, tactic="twap")

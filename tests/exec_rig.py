@@ -44,7 +44,7 @@ async def make_parts(st, port, clock=None, state_dir=None, backoff=0.05, seed=0,
     b = BrokerGateway(sim_settings(st, port, host) if clock is not None else st, journal=j, clock=clock,
                       backoff_initial=backoff, client_id=client_id)
     await b.connect()
-    gate = RiskGate(b, CircuitBreakerManager.from_settings(st.risk, db=j.conn), st.risk, recorder=j)
+    gate = RiskGate(b, CircuitBreakerManager.from_settings(st.risk, db=j.conn), st.risk, recorder=b.recorder)
     return j, b, gate, OrderManager(gate, b, rng=np.random.default_rng(seed), cancel_timeout=cancel_timeout)
 
 
