@@ -2,15 +2,15 @@
 
 Both paths talk to ONE embedded IB gateway (`hydra gateway-sim`, its own process, as in deployment) in one run:
   hydra  client 1: `await om._place(qc, side, qty, ref, price, rej)` (quote from the broker's cache, OrderContext with the
-         account and working orders, RiskGate checks and the journaled risk decision, BrokerGateway -> ib_async), until
+         account and working orders, RiskGate checks and the risk decision recorded, BrokerGateway -> ib_async), until
          the returned ChildOrder's status is "Submitted" (`child.wait(timeout, until=...)`, event-driven);
   raw    client 9: `ib.placeOrder(contract, LimitOrder(...))` until `trade.orderStatus.status == "Submitted"`
          (trade.statusEvent, event-driven).
 Interleaved: each round alternates hydra/raw order by order (the first path alternates between rounds to cancel drift),
 one order at a time, each waiting for its own ack (that wait is what is measured). Limits are BUY 10-20 ticks below the bid
 (inside the 5% risk price band) so every order rests; each round's orders are cancelled at its end (hydra's through the
-gate), then the round waits out the gate's 1 s throttle window, so neither path ever meets the gate's or ib_async's
-pacing. Risk limits are generous so nothing is rejected; any rejection aborts the run.
+gate), then the round waits out the gate's 1 s throttle window; within a round orders are spaced 30 ms (about 25/s per path,
+as a client under IB's 50 messages/s must be), so neither path meets the gate's or ib_async's pacing. Risk limits are generous so nothing is rejected; any rejection aborts the run.
 Printed: n, median and p90 (microseconds) per path, the ratio of medians hydra / raw, and the budget (<= 1.15): PASS/FAIL
 (exit status 1 on FAIL).
 Usage: .venv/bin/python bench/bench_order_ack.py [--n 300] [--round 20] [--symbol ZO] [--time-scale 1] [--seed 1]
@@ -34,7 +34,7 @@ def start_gateway(seed, time_scale):
 
 
 async def build_hydra(port, state_dir, time_scale):
-    "The production rig on client 1: FillJournal, BrokerGateway, RiskGate (journal as recorder), OrderManager."
+    "The production rig on client 1: FillJournal, BrokerGateway, RiskGate (the broker's write-behind recorder), OrderManager."
     from hydra_nb.broker import BrokerGateway, sim_settings
     from hydra_nb.config import load_settings
     from hydra_nb.journal import FillJournal
@@ -57,7 +57,6 @@ async def build_hydra(port, state_dir, time_scale):
 async def bench(port, n, per_round, symbol, time_scale, state_dir):
     from ib_async import IB, Future, LimitOrder
     from hydra_nb.core import child_ref
-    from hydra_nb.orders import _as_order
     om, b, j = await build_hydra(port, state_dir, time_scale)
     qc = await b.qualify(symbol)
     snap = await b.snapshot(qc)
@@ -105,8 +104,9 @@ async def bench(port, n, per_round, symbol, time_scale, state_dir):
             for f in (first, second):
                 x = await f(i + m, price)
                 (kids if f is one_hydra else trades).append(x)
+            await asyncio.sleep(0.03)                         # ~25 orders/s per path: under IB's 50 msgs/s, as a client must be
         i += k; r += 1
-        for ch in kids: om.gate.cancel(_as_order(ch), qc.contract)
+        for ch in kids: om.gate.cancel(om._as_order(ch), qc.contract)
         for tr in trades: ib.cancelOrder(tr.order)
         end = time.monotonic() + 10
         while time.monotonic() < end and not (all(ch.done for ch in kids) and all(t.isDone() for t in trades)):
