@@ -491,9 +491,10 @@ _SIGN = {"BUY": 1, "SELL": -1}
 
 class _Checker:
     "The checks. Holds limits, breakers, throttle, clock and recorder; never the sink."
-    __slots__ = ("breakers", "checks", "throttle", "clock", "recorder", "sync_interval", "next_sync")
+    __slots__ = ("breakers", "checks", "throttle", "clock", "recorder", "sync_interval", "next_sync", "_take")
     def __init__(self, breakers, checks, clock, recorder, sync_interval=1.0):
         self.breakers, self.checks, self.clock, self.recorder = breakers, checks, clock, recorder
+        self._take = getattr(recorder, "record_decision", None)   # a recorder may take the decision object itself
         self.throttle = Throttle(checks.max_orders_per_second)
         self.sync_interval, self.next_sync = sync_interval, -math.inf
 
@@ -503,7 +504,8 @@ class _Checker:
                TradingState.REDUCING if b.blocking else TradingState.ACTIVE
 
     def record(self, d:RiskDecision):
-        if self.recorder is not None: self.recorder.record_risk_decision(d.to_record())
+        if self._take is not None: self._take(d)
+        elif self.recorder is not None: self.recorder.record_risk_decision(d.to_record())
 
     def decide(self, contract, order, ctx, kind:str) -> RiskDecision:
         "`evaluate`, failing closed: input so odd that a check raises is a rejection naming the error, not an exception."
