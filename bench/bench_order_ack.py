@@ -1,11 +1,13 @@
 """Order acknowledged (place -> status Submitted): through OrderManager/RiskGate/BrokerGateway vs raw `ib_async` placeOrder.
 
 Both paths talk to ONE embedded IB gateway (`hydra gateway-sim`, its own process, as in deployment) in one run:
-  hydra  client 1: `await om._place(qc, side, qty, ref, price, rej)` (quote from the broker's cache, OrderContext with the
-         account and working orders, RiskGate checks and the risk decision recorded, BrokerGateway -> ib_async), until
+  hydra  client 1: `await om._place(qc, side, qty, ref, price, rej, snap)`, what the order manager does once a stage's
+         price is decided on a quote (the same quote gives the raw path its price): OrderContext with the account and
+         working orders, RiskGate checks and the risk decision recorded, BrokerGateway -> ib_async), until
          the returned ChildOrder's status is "Submitted" (`child.wait(timeout, until=...)`, event-driven);
   raw    client 9: `ib.placeOrder(contract, LimitOrder(...))` until `trade.orderStatus.status == "Submitted"`
-         (trade.statusEvent, event-driven).
+         (trade.statusEvent, event-driven); it subscribes to the same market data as hydra (a trading client needs quotes,
+         and the quote stream on a connection delays that connection's acknowledgements).
 Interleaved: each round alternates hydra/raw order by order (the first path alternates between rounds to cancel drift),
 one order at a time, each waiting for its own ack (that wait is what is measured). Limits are BUY 10-20 ticks below the bid
 (inside the 5% risk price band) so every order rests; each round's orders are cancelled at its end (hydra's through the
@@ -67,14 +69,15 @@ async def bench(port, n, per_round, symbol, time_scale, state_dir):
     raw_c = Future(conId=c.conId, symbol=c.symbol, exchange=c.exchange, currency=c.currency,
                    lastTradeDateOrContractMonth=c.lastTradeDateOrContractMonth, multiplier=c.multiplier,
                    localSymbol=c.localSymbol, tradingClass=c.tradingClass)
+    raw_tk = ib.reqMktData(raw_c, "", False, False)           # the raw client streams the same quotes hydra's does: same load
     tick = qc.tick_size
     rng = np.random.default_rng(1)
     lat = {"hydra": [], "raw": []}
 
-    async def one_hydra(i, price):
+    async def one_hydra(i, price, snap):
         rej = []
         t0 = time.perf_counter()
-        child = await om._place(qc, "BUY", 1, child_ref(f"bench{i}", 0, 0), price, rej)
+        child = await om._place(qc, "BUY", 1, child_ref(f"bench{i}", 0, 0), price, rej, snap)
         if child is None: raise SystemExit(f"hydra order {i} not sent: {rej}")
         ok = await child.wait(10.0, until=lambda ch: ch.status == "Submitted")
         dt = time.perf_counter() - t0
@@ -102,7 +105,7 @@ async def bench(port, n, per_round, symbol, time_scale, state_dir):
             price = round(round((snap.bid - int(rng.integers(10, 21)) * tick) / tick) * tick, 10)
             first, second = (one_hydra, one_raw) if (r + m) % 2 == 0 else (one_raw, one_hydra)
             for f in (first, second):
-                x = await f(i + m, price)
+                x = await (f(i + m, price, snap) if f is one_hydra else f(i + m, price))
                 (kids if f is one_hydra else trades).append(x)
             await asyncio.sleep(0.03)                         # ~25 orders/s per path: under IB's 50 msgs/s, as a client must be
         i += k; r += 1
