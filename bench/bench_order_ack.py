@@ -52,7 +52,7 @@ async def build_hydra(port, state_dir, time_scale):
     b = BrokerGateway(st, journal=j, clock=clock, client_id=1)
     await b.connect()
     gate = RiskGate(b, CircuitBreakerManager.from_settings(st.risk, db=j.conn), st.risk, recorder=b.recorder)
-    om = OrderManager(gate, b, rng=np.random.default_rng(0))
+    om = OrderManager(gate, b)
     return om, b, j
 
 
@@ -69,7 +69,7 @@ async def bench(port, n, per_round, symbol, time_scale, state_dir):
     raw_c = Future(conId=c.conId, symbol=c.symbol, exchange=c.exchange, currency=c.currency,
                    lastTradeDateOrContractMonth=c.lastTradeDateOrContractMonth, multiplier=c.multiplier,
                    localSymbol=c.localSymbol, tradingClass=c.tradingClass)
-    raw_tk = ib.reqMktData(raw_c, "", False, False)           # the raw client streams the same quotes hydra's does: same load
+    ib.reqMktData(raw_c, "", False, False)                    # the raw client streams the same quotes hydra's does: same load
     tick = qc.tick_size
     rng = np.random.default_rng(1)
     lat = {"hydra": [], "raw": []}

@@ -9,7 +9,6 @@ times faster (so its session checks and journal times agree with the gateway's).
 """
 import argparse, asyncio, json, logging, sys, time
 from datetime import datetime, timezone
-import numpy as np
 
 
 async def main(a) -> int:
@@ -30,7 +29,7 @@ async def main(a) -> int:
     b = BrokerGateway(st, journal=j, clock=clock, client_id=a.client_id)
     await b.connect()
     gate = RiskGate(b, CircuitBreakerManager.from_settings(st.risk, db=j.conn), st.risk, recorder=b.recorder)
-    om = OrderManager(gate, b, rng=np.random.default_rng(a.seed))
+    om = OrderManager(gate, b)
     print(f"READY adopted={len(b.children(a.parent + ':'))}", flush=True)
     r = await om.route(a.symbol, "BUY", a.qty, parent_ref=a.parent, tactic="twap")
     out = dict(status=r.status, filled=r.filled, tactic=r.tactic, reasons=r.reasons, rejections=r.rejections,

@@ -1,7 +1,6 @@
 """The execution path over a real socket: embedded gateway (or a real IB Gateway), FillJournal, BrokerGateway, RiskGate,
 OrderManager, wired exactly as a user wires them. Shared by the integration and fault tests."""
 import contextlib, os, tempfile
-import numpy as np
 from hydra_nb.broker import BrokerGateway, sim_settings
 from hydra_nb.config import load_settings
 from hydra_nb.gateway_sim import GatewaySim
@@ -45,7 +44,7 @@ async def make_parts(st, port, clock=None, state_dir=None, backoff=0.05, seed=0,
                       backoff_initial=backoff, client_id=client_id)
     await b.connect()
     gate = RiskGate(b, CircuitBreakerManager.from_settings(st.risk, db=j.conn), st.risk, recorder=b.recorder)
-    return j, b, gate, OrderManager(gate, b, rng=np.random.default_rng(seed), cancel_timeout=cancel_timeout)
+    return j, b, gate, OrderManager(gate, b, cancel_timeout=cancel_timeout)
 
 
 @contextlib.asynccontextmanager
