@@ -83,3 +83,25 @@ async def test_port_safety(tmp_path):
     assert not b.is_connected()
     with pytest.raises(UnsafeConfigError, match="PAPER port"):
         await BrokerGateway(live, port=4002).connect()
+
+
+async def test_bad_input_gets_a_clear_error_and_sends_nothing():
+    "NaN/inf/zero/negative quantity, unknown symbol, no market data, a price band breach, a closed market: named, nothing sent."
+    import dataclasses
+    from hydra_nb.broker import BrokerError
+    async with rig(scale=60, risk=dict(price_band=0.0001)) as r:        # a 1 bp band: every price the manager picks is outside
+        for q, msg in ((float("nan"), "finite"), (float("inf"), "finite"), (0, "> 0"), (-3, "> 0")):
+            with pytest.raises(ValueError, match=msg): await r.om.route("ZO", "BUY", q)
+        with pytest.raises(BrokerError, match="unknown symbol 'XYZ'"): await r.om.route("XYZ", "BUY", 1)
+        band = await r.om.route("HE", "BUY", 1, parent_ref="bad-band")
+        assert band.status == "rejected" and any("the band is 0.01%" in x for x in band.reasons), band.reasons
+        real_quote = r.gw.market.quote
+        r.gw.market.quote = lambda sym: dataclasses.replace(real_quote(sym), bid=float("nan"), ask=float("nan")) if sym == "ZO" else real_quote(sym)
+        r.broker.settings = r.broker.settings.replace("ib", request_timeout=1.0)
+        r.broker._tickers.clear()
+        with pytest.raises(BrokerError, match="no market data for ZO"): await r.om.route("ZO", "BUY", 1)
+        r.gw.market.quote = real_quote
+        r.gw.clock.advance(6 * 3600)                                      # 21:00 UTC: after the HE day session
+        closed = await r.om.route("HE", "BUY", 1, parent_ref="bad-closed")
+        assert closed.status == "refused" and "the market is closed" in closed.reasons[0], closed.reasons
+        assert r.gateway_refs() == [] and len(r.journal.fills()) == 0         # nothing reached the gateway
