@@ -5,9 +5,16 @@ gateway, zero lost fills (the journal's execIds are the gateway's), every order 
 import asyncio, collections, time
 import numpy as np
 import pytest
+from hydra_nb.gateway_messages import msg_error
 from exec_rig import rig
 
 CHAOS_ORDERS = dict(patience_seconds=2.0, twap_duration_minutes=0.5, twap_slices=3)
+
+
+def restore_connectivity(gw):
+    "End a `connectivity_lost` early: what the gateway does when its timer runs out (1102, data maintained)."
+    gw.faults.connectivity_down = False
+    gw._broadcast(msg_error(-1, 1102, "Connectivity between IB and Trader Workstation has been restored - data maintained."))
 
 
 def no_duplicates(r):
@@ -125,18 +132,26 @@ async def test_fills_during_1100_reach_the_journal_and_new_orders_wait():
         rep = await r.om.route("HE", "BUY", 2, parent_ref="f1100")           # held until 1102, then sent
         assert time.monotonic() - t0 >= 0.8, "an order was sent during the 1100"
         assert rep.status == "filled", rep
-        # a resting order that fills while IB is away (its fills stream again at 1102 and come back in the resync)
-        px = qc.tick_size * round((snap.bid - 0 * qc.tick_size) / qc.tick_size)
-        ch = await r.om._place(qc, "BUY", 1, "f1100b:0:0", px, [])
-        await ch.wait(5, until=lambda c: c.status in ("Submitted", "Filled"))
-        r.gw.faults.connectivity_lost(0.5)
-        await ch.wait(10)
-        if not ch.done: await r.om._cancel_child(qc, ch)
+        # an order that fills while IB is away: a buy resting at the bid; during a long 1100 the simulated market is moved on
+        # in 5-minute jumps until the price trades through it (a random walk from half a tick above: almost surely soon)
+        snap = await r.broker.snapshot(qc)
+        ch = await r.om._place(qc, "BUY", 1, "f1100b:0:0", snap.bid, [], snap)
+        assert await ch.wait(5, until=lambda c: c.status == "Submitted") and ch.filled == 0, (ch.status, ch.error)
+        r.gw.faults.connectivity_lost(30.0)
+        await asyncio.sleep(0.05)
+        assert not r.broker.is_ready()
+        for _ in range(24):
+            if ch.filled: break
+            r.gw.clock.advance(300); await ch.wait(0.2)
+        assert ch.filled == 1 and not r.broker.is_ready(), "the resting order did not fill during the 1100"
+        restore_connectivity(r.gw)                                       # IB is back (1102) before the 30 s are up
         await settle(r)
         no_lost_fills(r); no_duplicates(r)
-        kinds = [k for _, k, _ in r.broker.events]
-        assert kinds.count("ib_link_lost") == 2 and kinds.count("ib_link_restored") == 2
-        assert r.broker.counts["held_1100"] == 0 or r.broker.counts["held_1100"] >= 0
+        ev = [(t, k) for t, k, _ in r.broker.events if k in ("ib_link_lost", "ib_link_restored")]
+        assert [k for _, k in ev] == ["ib_link_lost", "ib_link_restored"] * 2
+        t_fill = r.journal.fills().set_index("order_ref").time_utc["f1100b:0:0"]
+        assert ev[2][0] <= t_fill <= ev[3][0], (ev, t_fill)               # it filled during the second 1100
+        assert r.broker.counts["held_1100"] == 0                         # and the manager sent nothing into the 1100
 
 
 async def test_nightly_reset_never_reuses_an_order_id():
