@@ -12,7 +12,8 @@ from .config import SettingsError, UnsafeConfigError, load_settings, settings_in
 from .core import StateDBError
 
 # %% auto #0
-__all__ = ['SUBCOMMANDS', 'settings_from_args', 'status', 'risk_status', 'kill', 'resume', 'build_parser', 'main']
+__all__ = ['SUBCOMMANDS', 'settings_from_args', 'status', 'risk_status', 'kill', 'resume', 'smoke_test', 'smoke_cli',
+           'build_parser', 'main']
 
 # %% ../nbs/90_cli.ipynb #0c74784e
 def _common() -> argparse.ArgumentParser:
@@ -93,11 +94,90 @@ def resume(args) -> int:
     print("resumed: the kill switch is off")
     return 0
 
+# %% ../nbs/90_cli.ipynb #4168802f
+async def smoke_test(s:Settings, symbol:str="ZO", client_id:int|None=None, clock=None, out=print) -> list[tuple]:
+    "Run the connectivity check; returns [(step, ok, milliseconds, detail)]. Stops at the first failed step."
+    import time
+    from hydra_nb.broker import BrokerGateway
+    from hydra_nb.config import PortKind, classify_port
+    from hydra_nb.journal import FillJournal
+    steps = []
+    def step(name, ok, t0, detail):
+        steps.append((name, ok, (time.perf_counter() - t0) * 1e3, detail))
+        out(f"  {'ok  ' if ok else 'FAIL'} {name:<12} {steps[-1][2]:9.1f} ms  {detail}")
+        return ok
+    t0 = time.perf_counter()
+    kind = classify_port(s.ib.port, s.ib.paper_ports, s.ib.live_ports)
+    if kind is not PortKind.PAPER:
+        step("port", False, t0, f"port {s.ib.port} is {kind.value}: the smoke test sends an order, paper ports only"); return steps
+    try: s.check_safety()
+    except UnsafeConfigError as e: step("port", False, t0, str(e)); return steps
+    step("port", True, t0, f"{s.ib.host}:{s.ib.port} paper")
+    j = FillJournal(s.state_dir)
+    b = BrokerGateway(s, client_id=s.ib.client_id if client_id is None else client_id, read_only=False, journal=j, clock=clock)
+    try: await _smoke(b, j, s, symbol, step)
+    finally:
+        await b.disconnect(); j.close()
+    return steps
+
+# %% ../nbs/90_cli.ipynb #1775cbf6
+async def _smoke(b, j, s, symbol, step):
+    import time
+    from hydra_nb.broker import BrokerError
+    from hydra_nb.orders import OrderManager, on_tick
+    from hydra_nb.risk import RiskGate
+    t = time.perf_counter()
+    try: await b.connect()
+    except (BrokerError, OSError) as e: return step("connect", False, t, str(e))
+    step("connect", True, t, f"client {b.client_id}, server version {b.ib.client.serverVersion()}")
+    t = time.perf_counter()
+    try: qc = await b.qualify(symbol); snap = await b.snapshot(qc, timeout=s.ib.request_timeout)
+    except (BrokerError, ValueError) as e: return step("qualify", False, t, str(e))
+    step("qualify", True, t, f"{qc.local_symbol} conId {qc.con_id}, bid {snap.bid:g} ask {snap.ask:g}")
+    om = OrderManager(RiskGate.from_settings(b, s.risk, db=j.conn, recorder=b.recorder), b)
+    price = on_tick(snap.bid * (1 - s.risk.price_band / 2), qc.tick_size, "down")   # far below the bid, inside the band
+    t, rej = time.perf_counter(), []
+    child = await om._place(qc, "BUY", 1, f"smoke-{int(time.time())}:0:0", price, rej, snap)
+    if child is None: return step("place", False, t, "; ".join(rej))
+    acked = await child.wait(s.ib.request_timeout, until=lambda c: c.status in ("Submitted", "PreSubmitted") or c.done)
+    step("acknowledged", acked and not child.done, t, f"BUY 1 @ {price:g}: {child.status}" + (f" ({child.error})" if child.error else ""))
+    t = time.perf_counter()
+    done = await om._cancel_child(qc, child) if not child.done else True
+    step("cancelled", done and child.filled == 0, t, f"{child.status}, filled {child.filled:g}")
+
+# %% ../nbs/90_cli.ipynb #1b3e6a47
+def _add_smoke(p):
+    p.add_argument("--symbol", default="ZO", help="future to qualify and test with (default ZO)")
+    p.add_argument("--client-id", type=int, default=None, help="client id (default: the trading client id of the settings)")
+    p.add_argument("--sim", action="store_true", help="start the embedded IB gateway in this process and test against it "
+                   "(state in a temporary directory)")
+
+def smoke_cli(args) -> int:
+    "Run `smoke_test` on the settings' gateway (or an embedded one with --sim); exit 0 if every step passed."
+    import asyncio, logging, tempfile
+    logging.getLogger("ib_async").setLevel(logging.CRITICAL)      # the steps say what failed; ib_async's own log is for --debug
+    s = settings_from_args(args)
+    async def run(s):
+        if not args.sim: return await smoke_test(s, args.symbol, args.client_id)
+        from hydra_nb.broker import sim_settings
+        from hydra_nb.gateway_sim import GatewaySim
+        from hydra_nb.market import SimClock
+        async with GatewaySim(port=0, clock=SimClock(mode="real")) as gw:
+            return await smoke_test(sim_settings(s, gw.port), args.symbol, args.client_id, clock=gw.clock)
+    print(f"hydra smoke-test: {'embedded gateway' if args.sim else f'{s.ib.host}:{s.ib.port}'}, {args.symbol}")
+    if args.sim:                                                   # a simulated order never goes into the operator's journal
+        with tempfile.TemporaryDirectory() as d: steps = asyncio.run(run(s.replace("paths", state_dir=Path(d))))
+    else: steps = asyncio.run(run(s))
+    ok = bool(steps) and all(ok for _, ok, *_ in steps) and len(steps) == 5
+    print("PASS" if ok else "FAIL")
+    return 0 if ok else 1
+
 # %% ../nbs/90_cli.ipynb #f5ef41ea
 SUBCOMMANDS = {
     "status": ("hydra_nb.cli", "_add_status", "status", "effective settings, their sources, paper/live, state directory"),
     "kill": ("hydra_nb.cli", "_add_kill", "kill", "halt trading now (persisted kill switch: cancels only)"),
     "resume": ("hydra_nb.cli", "_add_nothing", "resume", "clear the kill switch"),
+    "smoke-test": ("hydra_nb.cli", "_add_smoke", "smoke_cli", "connectivity check: qualify, place a far limit, see it acknowledged, cancel it"),
     "gateway-sim": ("hydra_nb.gateway_sim", "add_cli_arguments", "cli_run", "run the embedded IB gateway (TWS API loopback server)"),
     "paper-trade": ("hydra_nb.runner", "add_cli_arguments", "cli_run", "run the paper-trading cycle"),
     "fill-report": ("hydra_nb.reconcile", "add_cli_arguments", "cli_run", "fill journal report; --reconcile for calibration"),

@@ -1,6 +1,7 @@
 """The execution path over a real socket: embedded gateway (or a real IB Gateway), FillJournal, BrokerGateway, RiskGate,
 OrderManager, wired exactly as a user wires them. Shared by the integration and fault tests."""
 import contextlib, os, tempfile
+from pathlib import Path
 from hydra_nb.broker import BrokerGateway, sim_settings
 from hydra_nb.config import load_settings
 from hydra_nb.gateway_sim import GatewaySim
@@ -21,7 +22,7 @@ def settings(state_dir, orders=None, risk=None):
     st = load_settings(env={}, cwd=state_dir)
     st = st.replace("orders", **{**FAST_ORDERS, **(orders or {})})
     st = st.replace("risk", **{**LOOSE_RISK, **(risk or {})})
-    return st.replace("paths", state_dir=state_dir)
+    return st.replace("paths", state_dir=Path(state_dir))
 
 
 class Rig:

@@ -16,7 +16,7 @@ def run(*args, env=None):
 def test_help_lists_subcommands():
     r = run("--help")
     assert r.returncode == 0
-    for cmd in ["status", "kill", "resume", "gateway-sim", "paper-trade", "fill-report", "report", "gate"]:
+    for cmd in ["status", "kill", "resume", "smoke-test", "gateway-sim", "paper-trade", "fill-report", "report", "gate"]:
         assert cmd in r.stdout
 
 
@@ -113,3 +113,21 @@ def test_status_imports_no_other_subcommand_module():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip().splitlines()[-1] == "LOADED []"
+
+
+def test_smoke_test_against_the_embedded_gateway(isolated_env):
+    "The seed's connectivity check as an operator runs it: every step reported with its latency, exit 0, nothing left behind."
+    r = run("smoke-test", "--sim", "--symbol", "HE")
+    assert r.returncode == 0, r.stdout + r.stderr
+    lines = r.stdout.splitlines()
+    assert [l.split()[1] for l in lines[1:6]] == ["port", "connect", "qualify", "acknowledged", "cancelled"], lines
+    assert all(l.split()[0] == "ok" and l.split()[3] == "ms" for l in lines[1:6]) and lines[-1] == "PASS"
+    assert not (isolated_env / "state").exists()              # --sim keeps its simulated order out of the operator's journal
+    assert "Traceback" not in r.stderr and "Error 202" not in r.stderr
+
+
+def test_smoke_test_refuses_a_live_port_and_an_unknown_symbol(isolated_env):
+    r = run("smoke-test", env={"IB_GATEWAY_PORT": "4001"})
+    assert r.returncode == 1 and "FAIL port" in " ".join(r.stdout.split()) and "paper ports only" in r.stdout
+    r = run("smoke-test", "--sim", "--symbol", "XYZ")
+    assert r.returncode == 1 and "unknown symbol 'XYZ'" in r.stdout and "Traceback" not in r.stderr
