@@ -330,6 +330,7 @@ def _plain_ok(c) -> bool:
             and type(c.other_gross_notional) is f and 0 <= c.other_gross_notional < _INF_
             and type(c.working_buy) is int and c.working_buy >= 0 and type(c.working_sell) is int and c.working_sell >= 0
             and type(c.replaces_quantity) is int and c.replaces_quantity >= 0
+            and type(c.replaces_filled) is int and c.replaces_filled >= 0
             and (c.peak_equity is None or (type(c.peak_equity) is f and 0 < c.peak_equity < _INF_)))
 
 @dataclass(frozen=True)
@@ -347,6 +348,7 @@ class OrderContext:
     working_buy: float = 0
     working_sell: float = 0
     replaces_quantity: float = 0
+    replaces_filled: float = 0            # modify: contracts of the order being changed that are already filled (in `position`)
     problems: tuple = field(default=(), init=False, compare=False)
 
     def __post_init__(self):
@@ -369,7 +371,7 @@ class OrderContext:
             if not is_finite(v) or (k == "other_gross_notional" and v < 0):
                 p.append(f"{k} must be a finite number{' >= 0' if k == 'other_gross_notional' else ''} (got {v!r})")
             else: s(k, float(v))
-        for k in ("working_buy", "working_sell", "replaces_quantity"):
+        for k in ("working_buy", "working_sell", "replaces_quantity", "replaces_filled"):
             v = getattr(self, k)
             if type(v) is int and v >= 0: continue
             if is_finite(v) and v >= 0 and float(v).is_integer(): s(k, int(v))
@@ -604,7 +606,9 @@ def evaluate(self:_Checker, contract, order, ctx, kind:str) -> RiskDecision:
                     reasons.append(f"replaces_quantity {rq} exceeds working_{order.action.lower()} {wk}: the order "
                                    f"being modified must be among this side's working orders")
             w = wk - rq                                  # the others working on this side
-            post = pos + sign * (w + qty)                # the worst case: all of them and this order fill
+            rf = ctx.replaces_filled if kind == "modify" else 0
+            if rf and rf >= qty: reasons.append(f"replaces_filled {rf} is not below the modified order's quantity {qty}")
+            post = pos + sign * (w + qty - rf)           # the worst case: all of them and this order's unfilled part fill
             if abs(post) > abs(pos) or post * pos < 0:
                 if st is TradingState.REDUCING:
                     reasons.append(f"REDUCING (breakers {', '.join(b.blocking)}): only orders that shrink the position "

@@ -227,3 +227,54 @@ async def test_an_ib_rejection_is_reported_and_not_retried():
         assert any("201" in x and "insufficient margin" in x for x in rep.reasons), rep.reasons
         assert r.gw.faults.counts["rejected"] == 1
         assert len(r.gateway_refs()) == 0 and len(r.broker.children("rej:")) == 1     # sent once, refused once
+
+
+async def test_pacing_error_on_a_modify_of_a_live_order_never_makes_a_second_order():
+    "Error 100 on a MODIFY: the order IB has stays the one child (no 'never received', no second order), and it ends cancelled."
+    from hydra_nb.orders import on_tick
+    async with rig(scale=60, seed=5, orders=dict(patience_seconds=60.0)) as r:
+        qc = await r.broker.qualify("ZO"); snap = await r.broker.snapshot(qc)
+        low = on_tick(snap.bid - 5 * qc.tick_size, qc.tick_size)                 # rests well below the bid
+        child = await r.om._place(qc, "BUY", 2, "p100:0:0", low, [], snap)
+        assert await child.wait(2, until=lambda c: c.status == "Submitted")
+        r.gw.faults.pacing_limit(0.001)                                           # the next message gets error 100
+        r.gate.modify(qc.contract, r.broker.limit_order("BUY", 2, low - qc.tick_size, child.ref, order_id=child.order_id),
+                      r.om.context(qc, snap, replaces=2))
+        await child.wait(1, until=lambda c: c.error is not None)
+        r.gw.faults.pacing_limit(None)
+        assert child.status == "Submitted" and "100" in child.error and child.limit_price == low, (child.status, child.error)
+        assert r.om.working(qc.con_id) == (2, 0)                                  # the gate still sees it
+        touched, rej = await r.om._slice(qc, "BUY", 2, "p100", 0, 2.0, child=child, start=3)
+        assert no_duplicates(r) == ["p100:0:0"] and child.done and all(o.done for o in r.gw.orders.values())
+
+
+async def test_a_route_that_fails_leaves_nothing_working():
+    "The connection stays down past the request timeout mid-stage: route() raises, and its child is cancelled (or kept as an orphan)."
+    async with rig(scale=60, seed=5, orders=dict(patience_seconds=60.0, patience_steps=1)) as r:
+        r.broker.settings = r.broker.settings.replace("ib", request_timeout=1.0)
+        t = asyncio.ensure_future(r.om.route("ZO", "SELL", 5, parent_ref="ld", tactic="patience"))
+        t0 = time.monotonic()
+        while not any(not o.done for o in r.gw.orders.values()):
+            assert time.monotonic() - t0 < 20 and not t.done(), "no order reached the gateway"
+            await asyncio.sleep(0.01)
+        r.gw.faults.drop_all(); r.gw.faults.refuse_connections(2.5)
+        try: await t
+        except ConnectionError: pass
+        assert await r.broker.wait_ready(20)
+        await r.om.cancel_orphans()
+        await settle(r)
+        all_terminal(r); no_duplicates(r); no_lost_fills(r)
+
+
+async def test_a_failed_journal_write_is_retried_not_lost():
+    import sqlite3
+    async with rig(scale=60, seed=5) as r:
+        real, n = r.journal.record_fill, [0]
+        def flaky(rec):
+            n[0] += 1
+            if n[0] == 1: raise sqlite3.OperationalError("database is locked")
+            return real(rec)
+        r.journal.record_fill = flaky
+        rep = await r.om.route("ZO", "BUY", 2, parent_ref="lf")
+        assert n[0] >= 2 and rep.status == "filled" and rep.filled == 2, rep
+        no_lost_fills(r)
