@@ -28,7 +28,7 @@ from .gateway_messages import (ASK, BID, CLOSE, HIGH, LAST, LOW, OPEN, VOLUME, S
 
 # %% auto #0
 __all__ = ['log', 'FARM_NOTICES', 'NO_SECDEF', 'Fields', 'SimPosition', 'Ledger', 'Faults', 'GatewaySim', 'handles',
-           'parse_duration', 'parse_filter_time']
+           'parse_duration', 'parse_filter_time', 'held_text']
 
 # %% ../nbs/07d_gateway_server.ipynb #d9f2d44a
 log = logging.getLogger("hydra_nb.gateway_sim")
@@ -304,6 +304,7 @@ class GatewaySim:
         self._exec_tag = f"{secrets.randbits(32):08x}"; self._exec_seq = itertools.count(1)
         self._server = None; self._tasks: list[asyncio.Task] = []; self._reopen = None
         self._next_reset = None; self._session_was_open: dict[str, bool] = {}
+        self._held: dict[int, tuple[SimOrder, float]] = {}     # permId -> (order placed while closed, when it reaches the exchange)
         self.started = False
 
     def _refresh_contracts(self, today: date):
@@ -635,6 +636,7 @@ def _apply_fills(self: GatewaySim, fills) -> list[SimExecution]:
     for f in fills or ():
         o = self._by_perm.get(f.order_id)
         if o is None: log.warning("fill for unknown market order %s ignored", f.order_id); continue
+        if o.perm_id in self._held: self._release(o)              # at the exchange before it fills
         qty, px = float(f.quantity), float(f.price)
         o.avg_fill_price = (o.avg_fill_price * o.filled + px * qty) / (o.filled + qty)
         o.filled += qty; o.last_fill_price = px
@@ -701,10 +703,45 @@ def _place_order(gw: GatewaySim, s: _Session, fields):
     try: fills = gw.market.submit(o.perm_id, c.symbol, action, int(qty), lmt)
     except (OrderRejected, ValueError) as e: return _reject(gw, s, oid, str(e))
     gw._orders[(s.client_id, oid)] = o; gw._by_perm[o.perm_id] = o
+    if not gw.market.session_open(c.symbol): return _hold(gw, s, o)
     s.send(msg_open_order(o, s.sv)); s.send(msg_order_status(o))
     o.status = "Submitted"
     s.send(msg_open_order(o, s.sv)); s.send(msg_order_status(o))
     gw._apply_fills(fills)
+
+# %% ../nbs/07d_gateway_server.ipynb #3320916d
+_IB_ZONES = {"America/Chicago": "US/Central", "America/New_York": "US/Eastern", "America/Los_Angeles": "US/Pacific"}
+_MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
+
+def held_text(o: SimOrder, when: datetime) -> str:
+    "IB's warning 399 text for an order held until `when`."
+    c, tz = o.contract, o.contract.time_zone
+    month = f"{_MONTHS[int(c.month[4:6]) - 1]}'{c.month[2:4]}" if len(c.month) == 6 and c.month.isdigit() else c.local_symbol
+    return (f"Order Message:\n{o.action} {fmt_field(float(o.total_qty))} {c.symbol} {month}\n"
+            f"Warning: your order will not be placed at the exchange until {when.astimezone(ZoneInfo(tz)):%Y-%m-%d %H:%M:%S} {_IB_ZONES.get(tz, tz)}")
+
+def _hold(gw, s, o: SimOrder):
+    "Accept an order while its market is closed: 399, PreSubmitted, released at the next session's open."
+    when = gw.market.next_open(o.contract.symbol)
+    gw._held[o.perm_id] = (o, when.timestamp())
+    s.send(msg_error(o.order_id, 399, held_text(o, when), s.sv))
+    s.send(msg_open_order(o, s.sv)); s.send(msg_order_status(o))
+
+@patch
+def _release(self: GatewaySim, o: SimOrder):
+    "A held order reaches the exchange: Submitted (to its client, if connected)."
+    self._held.pop(o.perm_id, None)
+    if o.done or o.status != "PreSubmitted": return
+    o.status = "Submitted"
+    s = self._by_client.get(o.client_id)
+    if s is not None: s.send(msg_open_order(o, s.sv)); s.send(msg_order_status(o))
+
+@patch
+def _release_held(self: GatewaySim):
+    "Release the held orders whose session has opened."
+    if not self._held: return
+    now = self.clock.time()
+    for o, at in [v for v in self._held.values() if v[1] <= now or v[0].done]: self._release(o)
 
 # %% ../nbs/07d_gateway_server.ipynb #4ff48f68
 def _modify(gw: GatewaySim, s: _Session, o: SimOrder, q: ContractQuery, action, qty, otype, lmt):
@@ -727,6 +764,7 @@ def _modify(gw: GatewaySim, s: _Session, o: SimOrder, q: ContractQuery, action, 
 def _cancel(gw: GatewaySim, o: SimOrder):
     gw.market.cancel(o.perm_id)
     o.status, o.completed_at = "Cancelled", gw.clock.now()
+    gw._held.pop(o.perm_id, None)
     s = gw._by_client.get(o.client_id)
     if s is not None:
         s.send(msg_order_status(o)); s.send(msg_error(o.order_id, 202, "Order Canceled - reason:", s.sv))
@@ -845,9 +883,9 @@ def _cancel_pnl_single(gw, s, fields): s.pnl_single.pop(Fields(fields).int(), No
 # %% ../nbs/07d_gateway_server.ipynb #689f3c55
 @patch
 def _expire_day_orders(self: GatewaySim):
-    "When a symbol's session closes, its DAY orders are cancelled (GTC orders keep working), as at IB."
+    "When a symbol's day session closes, its DAY orders are cancelled (GTC orders keep working), as at IB."
     for sym in self.market.instruments:
-        is_open = self.market.session_open(sym)
+        is_open = self.market.session_open(sym, liquid=True)
         if self._session_was_open.get(sym) and not is_open:
             for o in list(self._orders.values()):
                 if not o.done and o.tif == "DAY" and o.contract.symbol == sym: _cancel(self, o)
@@ -896,6 +934,7 @@ def step(self: GatewaySim, seconds: float) -> list[SimExecution]:
 
 @patch
 def _after_market(self: GatewaySim, fills) -> list[SimExecution]:
+    self._release_held()
     execs = self._apply_fills(fills)
     today = self.clock.now().date()
     if today != self._listed_on:                       # a new (UTC) day: roll the listed months, restart the P&L day
