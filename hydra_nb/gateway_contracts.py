@@ -70,12 +70,12 @@ def listed_contracts(instruments: dict, today: date, n_months: int = 3) -> list[
             if MONTH_CODES[m - 1] in codes and last_trade_date(sym, y, m) >= today:
                 exp = last_trade_date(sym, y, m)
                 prefix = getattr(ins, "local_symbol_prefix", "") or sym
+                hours = ins if getattr(ins, "sessions", None) else getattr(ins, "trading_hours", "")
                 out.append(FutureContract(int(ins.con_id) + k * CON_ID_MONTH_STEP, sym, ins.exchange, ins.currency,
                                           float(ins.multiplier), float(ins.tick), exp.strftime("%Y%m%d"),
                                           f"{prefix}{MONTH_CODES[m - 1]}{y % 10}", getattr(ins, "description", "") or sym,
-                                          ib_trading_hours(ins if getattr(ins, "sessions", None) else getattr(ins, "trading_hours", ""), today),
-                                          getattr(ins, "time_zone", "") or "America/Chicago",
-                                          ib_trading_hours(ins if getattr(ins, "sessions", None) else getattr(ins, "trading_hours", ""), today, liquid_only=True)))
+                                          ib_trading_hours(hours, today), getattr(ins, "time_zone", "") or "America/Chicago",
+                                          ib_trading_hours(hours, today, liquid_only=True)))
                 k += 1
             m += 1
             if m > 12: y, m = y + 1, 1

@@ -703,7 +703,7 @@ def _place_order(gw: GatewaySim, s: _Session, fields):
     try: fills = gw.market.submit(o.perm_id, c.symbol, action, int(qty), lmt)
     except (OrderRejected, ValueError) as e: return _reject(gw, s, oid, str(e))
     gw._orders[(s.client_id, oid)] = o; gw._by_perm[o.perm_id] = o
-    if not gw.market.session_open(c.symbol): return _hold(gw, s, o)
+    if not gw.market.session_open(c.symbol): _hold(gw, s, o); return gw._apply_fills(fills)   # (nothing fills while closed)
     s.send(msg_open_order(o, s.sv)); s.send(msg_order_status(o))
     o.status = "Submitted"
     s.send(msg_open_order(o, s.sv)); s.send(msg_order_status(o))
