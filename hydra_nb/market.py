@@ -18,8 +18,8 @@ from fastcore.basics import patch
 from .core import finite
 
 # %% auto #0
-__all__ = ['DEFAULT_INSTRUMENTS', 'REGIME_PARAMS', 'REGIMES', 'PULL_KAPPA', 'DEFAULT_START', 'DEPTH_CONST', 'Session',
-           'Instrument', 'get_instrument', 'Regime', 'as_regime', 'PriceProcess', 'simulate_daily_bars',
+__all__ = ['DEFAULT_INSTRUMENTS', 'REGIME_PARAMS', 'REGIMES', 'PULL_KAPPA', 'DEFAULT_START', 'DEPTH_CONST', 'MAX_WALK_LEVELS',
+           'Session', 'Instrument', 'get_instrument', 'Regime', 'as_regime', 'PriceProcess', 'simulate_daily_bars',
            'sign_hit_rate', 'SimClock', 'Quote', 'Fill', 'Order', 'OrderRejected', 'Market', 'book_depth_unit']
 
 # %% ../nbs/06_market.ipynb #074cbb53
@@ -98,6 +98,8 @@ class Instrument:
     contract_months: str = "HMUZ"        # CME month codes listed
     impact_k: float = 0.6                # square-root impact constant the book depth is built for
     sessions: tuple = ()                 # every Session of a trading day; () = the liquid one of `trading_hours` alone
+    max_order_qty: int = 5000            # precautionary size limit: the gateway rejects larger orders (201)
+    price_band: float = 0.2              # the gateway rejects limits further than this fraction from the reference price (201)
 
     def __post_init__(self):
         if not self.symbol or not isinstance(self.symbol, str): raise ValueError(f"symbol must be a non-empty string (got {self.symbol!r})")
@@ -106,6 +108,9 @@ class Instrument:
         if self.start_price < 20*self.tick: raise ValueError(f"start_price {self.start_price} is under 20 ticks of {self.tick}")
         try: ZoneInfo(self.time_zone)
         except (ZoneInfoNotFoundError, ValueError): raise ValueError(f"unknown time_zone {self.time_zone!r}") from None
+        if isinstance(self.max_order_qty, bool) or not isinstance(self.max_order_qty, int) or self.max_order_qty < 1:
+            raise ValueError(f"max_order_qty must be a whole number of contracts >= 1 (got {self.max_order_qty!r})")
+        if not (finite("price_band", self.price_band, positive=True) < 1): raise ValueError(f"price_band must be a fraction below 1 (got {self.price_band!r})")
         ss = _check_sessions(self.sessions, self.trading_hours)
         object.__setattr__(self, "sessions", ss)
         object.__setattr__(self, "trading_hours", next(s.hours for s in ss if s.liquid))
@@ -147,7 +152,7 @@ DEFAULT_INSTRUMENTS = {
     "ZO": Instrument("ZO", "CBOT", "USD", multiplier=5000, tick=0.0025, adv=1200, spread_ticks=2.0, daily_vol=0.018,
                      start_price=3.50, con_id=91_000_001, trading_hours="08:30-13:20", local_symbol_prefix="ZO",
                      description="CBOT Oats", price_unit="USD per bushel", contract_months="HKNUZ",
-                     sessions=(Session("19:00-07:45", liquid=False), Session("08:30-13:20"))),
+                     sessions=(Session("19:00-07:45", liquid=False), Session("08:30-13:20")), max_order_qty=2000),
     "HE": Instrument("HE", "CME", "USD", multiplier=400, tick=0.025, adv=25000, spread_ticks=1.5, daily_vol=0.015,
                      start_price=85.0, con_id=91_000_002, trading_hours="08:30-13:05", local_symbol_prefix="HE",
                      description="CME Lean Hogs", price_unit="US cents per pound", contract_months="GJKMNQVZ"),
@@ -621,6 +626,8 @@ def _remember(self:Market, o:Order):
     if len(self._done) > 200_000: self._done.pop(next(iter(self._done)))
 
 # %% ../nbs/06_market.ipynb #28e9bec7
+MAX_WALK_LEVELS = 1000    # a taker walks at most this many levels past the touch; what is left rests at its limit
+
 @patch
 def _depth_used(self:Market, b:_Book, buy:bool, t:float) -> float:
     "Contracts our takers took from the asks (buy) or bids, decayed to time `t`."
@@ -635,7 +642,7 @@ def _walk(self:Market, b:_Book, buy:bool, qty:int, L:int, k:int, t:float) -> lis
     skip = float(int(self._depth_used(b, buy, t) + 0.5))     # whole contracts still missing from the book
     px, avail, step = (b.ask[k], float(b.asz[k]), 1) if buy else (b.bid[k], float(b.bsz[k]), -1)
     out, i, rnd = [], 0, self._rng.uniform
-    while qty > 0:
+    while qty > 0 and i <= MAX_WALK_LEVELS:                    # bounded by construction, whatever qty and limit say
         if skip > 0:
             u = min(skip, avail); avail -= u; skip -= u
         if avail < 1:
@@ -882,7 +889,7 @@ def executions(self:Market, since_seq:int=0, symbol:str|None=None) -> list[Fill]
 @patch
 def _depleted(self:Market, b:_Book, px:int, size:int, dep:float, step:int) -> tuple[int, int]:
     avail, i = float(size), 0
-    while dep >= avail:
+    while dep >= avail and i < MAX_WALK_LEVELS:
         dep -= avail; i += 1; px += step; avail = max(1.0, round(b.c*(i + 1)))
     return px, max(1, int(round(avail - dep)))
 
@@ -973,6 +980,12 @@ def session_open(self:Market, symbol:str, liquid:bool=False) -> bool:
     "Is a session of `symbol` open now (any session; `liquid=True`: the day session)?"
     b = self._book(symbol); t = self.clock.time(); self._sync_books(t)
     return b.k < b.M or (not liquid and self._ext_at(b, t) is not None)
+
+@patch
+def reference_price(self:Market, symbol:str) -> float:
+    "The market's own mid now (our takers' dents not counted): what an order's price band is measured from."
+    b = self._book(symbol); self._sync_books(self.clock.time())
+    return round((b.bid[b.k] + b.ask[b.k])*b.inst.tick/2, 10)
 
 @patch
 def next_open(self:Market, symbol:str) -> datetime:
