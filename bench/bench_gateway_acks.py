@@ -17,10 +17,12 @@ import numpy as np
 
 HYDRA = Path(sys.executable).parent / "hydra"
 BUDGET = 2000.0
+START = "2026-01-05T15:00"   # Monday 09:00 Chicago, in real time from there: the sessions are open whatever the wall clock says
+                             # (an order placed while its market is closed is held PreSubmitted with warning 399, as at IB)
 
 
 def start_gateway():
-    p = subprocess.Popen([str(HYDRA), "gateway-sim", "--port", "0", "--seed", "1"], stdout=subprocess.PIPE,
+    p = subprocess.Popen([str(HYDRA), "gateway-sim", "--port", "0", "--seed", "1", "--start", START], stdout=subprocess.PIPE,
                          stderr=subprocess.DEVNULL, text=True)
     m = re.search(r":(\d+) ", p.stdout.readline())
     if not m: p.kill(); raise SystemExit("gateway-sim did not start")

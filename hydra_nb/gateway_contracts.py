@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, timedelta
 from .gateway_wire import fmt_field
+from .market import Session
 
 # %% auto #0
 __all__ = ['MONTH_CODES', 'CON_ID_MONTH_STEP', 'FutureContract', 'last_trade_date', 'ib_trading_hours', 'listed_contracts',
@@ -23,6 +24,7 @@ class FutureContract:
     "One listed futures month as the gateway describes it."
     con_id: int; symbol: str; exchange: str; currency: str; multiplier: float; tick: float
     expiry: str; local_symbol: str; long_name: str = ""; trading_hours: str = ""; time_zone: str = "America/Chicago"
+    liquid_hours: str = ""          # IB's liquidHours (the day session); tradingHours lists every session
     @property
     def month(self) -> str: return self.expiry[:6]
     @property
@@ -41,14 +43,20 @@ def last_trade_date(symbol: str, year: int, month: int) -> date:
     return [d for d in _business_days(year, month) if d.day < 15][-1]
 
 # %% ../nbs/07c_gateway_contracts.ipynb #bea548f2
-def ib_trading_hours(hours: str, today: date, days: int = 3) -> str:
-    "IB's `tradingHours` text (`yyyymmdd:hhmm-yyyymmdd:hhmm;...`) for the next weekdays of a daily session 'HH:MM-HH:MM'."
-    if not hours or "-" not in hours: return ""
-    a, b = (x.replace(":", "") for x in hours.split("-", 1))
-    out, d = [], today
-    while len(out) < days:
-        if d.weekday() < 5: out.append(f"{d:%Y%m%d}:{a}-{d:%Y%m%d}:{b}")
-        d += timedelta(days=1)
+def ib_trading_hours(hours, today: date, days: int = 3, liquid_only: bool = False) -> str:
+    "IB's `tradingHours` (`liquid_only`: `liquidHours`) text for `days` trading days from `today`; `hours` is an instrument (its sessions) or 'HH:MM-HH:MM'."
+    if isinstance(hours, str):
+        if not hours or "-" not in hours: return ""
+        sessions = (Session(hours),)
+    else: sessions = tuple(getattr(hours, "sessions", ()) or ())
+    sessions = [s for s in sorted(sessions, key=lambda s: s.span) if s.liquid or not liquid_only]
+    if not sessions: return ""
+    out, d, n = [], today, 0
+    while n < days:
+        parts = [f"{d - timedelta(days=1) if s.overnight else d:%Y%m%d}:{s.open:%H%M}-{d:%Y%m%d}:{s.close:%H%M}"
+                 for s in sessions if d.weekday() < 5 and d.weekday() in s.days]
+        out += parts or [f"{d:%Y%m%d}:CLOSED"]
+        n += bool(parts); d += timedelta(days=1)
     return ";".join(out)
 
 # %% ../nbs/07c_gateway_contracts.ipynb #0f433a1f
@@ -62,11 +70,12 @@ def listed_contracts(instruments: dict, today: date, n_months: int = 3) -> list[
             if MONTH_CODES[m - 1] in codes and last_trade_date(sym, y, m) >= today:
                 exp = last_trade_date(sym, y, m)
                 prefix = getattr(ins, "local_symbol_prefix", "") or sym
+                hours = ins if getattr(ins, "sessions", None) else getattr(ins, "trading_hours", "")
                 out.append(FutureContract(int(ins.con_id) + k * CON_ID_MONTH_STEP, sym, ins.exchange, ins.currency,
                                           float(ins.multiplier), float(ins.tick), exp.strftime("%Y%m%d"),
                                           f"{prefix}{MONTH_CODES[m - 1]}{y % 10}", getattr(ins, "description", "") or sym,
-                                          ib_trading_hours(getattr(ins, "trading_hours", ""), today),
-                                          getattr(ins, "time_zone", "") or "America/Chicago"))
+                                          ib_trading_hours(hours, today), getattr(ins, "time_zone", "") or "America/Chicago",
+                                          ib_trading_hours(hours, today, liquid_only=True)))
                 k += 1
             m += 1
             if m > 12: y, m = y + 1, 1

@@ -70,7 +70,7 @@ def msg_contract_details(req_id: int, c: FutureContract, sv: int = DEFAULT_SERVE
     f += [req_id, c.symbol, sec_type, c.expiry, 0.0, "", c.exchange, c.currency, c.local_symbol, c.symbol, c.symbol,
           c.con_id, c.tick]
     f += [c.multiplier_text, "LMT", c.exchange, 1, 0, c.long_name, "", c.month, "", "", "", c.time_zone,
-          c.trading_hours, c.trading_hours, "", "", 0]          # evRule, evMultiplier, secIdList count
+          c.trading_hours, c.liquid_hours or c.trading_hours, "", "", 0]   # tradingHours, liquidHours, evRule, evMultiplier, secIdList count
     f += [2, c.symbol, "", "", c.expiry, ""]                    # aggGroup, underSymbol, underSecType, marketRuleIds, realExpirationDate, stockType
     f += [1, 1, 1]                                              # minSize, sizeIncrement, suggestedSizeIncrement (from 164)
     return f

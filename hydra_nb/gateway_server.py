@@ -27,11 +27,22 @@ from .gateway_messages import (ASK, BID, CLOSE, HIGH, LAST, LOW, OPEN, VOLUME, S
     msg_tick_price, msg_tick_req_params, msg_tick_size)
 
 # %% auto #0
-__all__ = ['log', 'FARM_NOTICES', 'NO_SECDEF', 'Fields', 'SimPosition', 'Ledger', 'Faults', 'GatewaySim', 'handles',
-           'parse_duration', 'parse_filter_time']
+__all__ = ['log', 'FARM_NOTICES', 'NO_SECDEF', 'MAX_ORDER_ID', 'RateLimitedLog', 'Fields', 'SimPosition', 'Ledger', 'Faults',
+           'GatewaySim', 'handles', 'parse_duration', 'parse_filter_time', 'held_text']
 
 # %% ../nbs/07d_gateway_server.ipynb #d9f2d44a
 log = logging.getLogger("hydra_nb.gateway_sim")
+
+# %% ../nbs/07d_gateway_server.ipynb #ab450abc
+class RateLimitedLog:
+    "Log warnings by kind: the first of a kind in each `window` seconds, with a count of those left out since."
+    def __init__(self, logger: logging.Logger, window: float = 10.0, clock: Callable[[], float] = time.monotonic):
+        self.logger, self.window, self.clock, self._last, self._left = logger, float(window), clock, {}, {}
+    def warning(self, kind: str, msg: str, *args):
+        now = self.clock()
+        if now - self._last.get(kind, -math.inf) < self.window: self._left[kind] = self._left.get(kind, 0) + 1; return
+        n = self._left.pop(kind, 0); self._last[kind] = now
+        self.logger.warning(msg + (f" ({n} more like this in the last {self.window:g} s not logged)" if n else ""), *args)
 
 # %% ../nbs/07d_gateway_server.ipynb #4d27b80d
 class Fields:
@@ -198,7 +209,7 @@ def connectivity_lost(self: Faults, seconds: float):
 class _Session(asyncio.Protocol):
     def __init__(self, gw: "GatewaySim"):
         self.gw = gw; self.buf = bytearray(); self.transport = None; self.sv = None; self.client_id = None
-        self.closed = False; self.peer = None; self.times = deque()
+        self.closed = False; self.peer = None; self.times = deque(); self.id_floor = 1
         self.mkt: dict[int, dict] = {}; self.acct_sub = False; self.pos_sub = False
         self.summary: dict[int, list[str]] = {}; self.multi: dict[int, str] = {}; self.pnl: set[int] = set()
         self.pnl_single: dict[int, int] = {}
@@ -299,11 +310,14 @@ class GatewaySim:
         self._sessions: set[_Session] = set(); self._by_client: dict[int, _Session] = {}
         self._orders: dict[tuple[int, int], SimOrder] = {}; self._by_perm: dict[int, SimOrder] = {}
         self._execs: list[SimExecution] = []
-        self._next_id = int(start_order_id)
+        self._next_id = self._start_id = int(start_order_id)   # the highest id handed out to anyone, and the first
+        self._next_ids: dict[int, int] = {}                      # clientId -> its next valid order id (IB's ids are per client)
         self._perm = itertools.count(100_000_000 + secrets.randbelow(800_000_000))
         self._exec_tag = f"{secrets.randbits(32):08x}"; self._exec_seq = itertools.count(1)
         self._server = None; self._tasks: list[asyncio.Task] = []; self._reopen = None
         self._next_reset = None; self._session_was_open: dict[str, bool] = {}
+        self.rlog = RateLimitedLog(log)
+        self._held: dict[int, tuple[SimOrder, float]] = {}     # permId -> (order placed while closed, when it reaches the exchange)
         self.started = False
 
     def _refresh_contracts(self, today: date):
@@ -324,7 +338,9 @@ def executions(self: GatewaySim) -> list[SimExecution]:
     return list(self._execs)
 
 @patch(as_prop=True)
-def next_order_id(self: GatewaySim) -> int: return self._next_id
+def next_order_id(self: GatewaySim) -> int:
+    "The highest next valid order id of any client (each client id has its own, as at IB)."
+    return self._next_id
 
 @patch(as_prop=True)
 def clients(self: GatewaySim) -> list[int]:
@@ -404,7 +420,7 @@ def _on_handshake(self: GatewaySim, s: _Session, lo: int, hi: int, options: str)
 @patch
 def _on_lost(self: GatewaySim, s: _Session):
     self._sessions.discard(s)
-    if s.client_id is not None and self._by_client.get(s.client_id) is s: del self._by_client[s.client_id]
+    for cid in [c for c, v in self._by_client.items() if v is s]: del self._by_client[cid]
     log.debug("connection closed: %s (client %s)", s.peer, s.client_id)
 
 @patch
@@ -427,7 +443,7 @@ def _dispatch(self: GatewaySim, s: _Session, fields: list[str]):
     try: mid = int(fields[0])
     except ValueError: raise ProtocolError(f"message id is not a number: {fields[0]!r}")
     if s.client_id is None and mid != Out.START_API:
-        log.warning("client sent message %d before startApi; ignored", mid); return
+        self.rlog.warning("early", "client %s sent message %d before startApi; ignored", s.peer, mid); return
     if self.faults.pacing and mid != Out.START_API:
         now = time.monotonic(); s.times.append(now)
         while s.times and now - s.times[0] > 1.0: s.times.popleft()
@@ -439,15 +455,16 @@ def _dispatch(self: GatewaySim, s: _Session, fields: list[str]):
             return
     h = _HANDLERS.get(mid)
     if h is None:
-        log.warning("unsupported request %d from client %s ignored (no reply will come)", mid, s.client_id)
+        self.rlog.warning("unsupported", "unsupported request %d from client %s ignored (no reply will come)", mid, s.client_id)
     else:
         try: h(self, s, fields)
-        except (ProtocolError, ValueError, IndexError) as e:
-            log.warning("bad request %s from client %s: %s", fields[:3], s.client_id, e)
-            s.send(msg_error(-1, 320, f"Error reading request: {e}", s.sv))
+        except (ProtocolError, ValueError, IndexError, OverflowError, KeyError) as e:
+            self.rlog.warning("bad", "bad request %s from client %s: %s", [f[:20] for f in fields[:3]], s.client_id, str(e)[:200])
+            s.send(msg_error(-1, 320, f"Error reading request: {str(e)[:200]}", s.sv))
         except Exception as e:                     # a simulator bug must not take the connection down with it
-            log.exception("request %s from client %s failed", fields[:3], s.client_id)
-            s.send(msg_error(-1, 320, f"Error reading request: internal error {e!r}", s.sv))
+            self.rlog.warning("internal", "request %s from client %s failed: %r", [f[:20] for f in fields[:3]], s.client_id, e)
+            log.debug("request failed", exc_info=True)
+            s.send(msg_error(-1, 320, f"Error reading request: internal error {e!r}"[:300], s.sv))
     if self.faults.drop_rate and not s.closed and self.rng.random() < self.faults.drop_rate:
         self.faults.counts["dropped"] += 1
         log.info("fault: dropping client %s after message %d", s.client_id, mid)
@@ -457,18 +474,21 @@ def _dispatch(self: GatewaySim, s: _Session, fields: list[str]):
 @handles(Out.START_API)
 def _start_api(gw: GatewaySim, s: _Session, fields):
     r = Fields(fields); r.int(); cid = r.int()
+    if s.client_id is not None:                    # one client id per socket: a second startApi is ignored
+        gw.rlog.warning("restart", "repeated startApi (client id %s) on the socket of client %s ignored", cid, s.client_id); return
     old = gw._by_client.get(cid)
     if old is not None and old is not s and not old.closed:
         s.send(msg_error(-1, 326, "Unable to connect as the client id is already in use. Retry with a unique client id.", s.sv))
         s.transport.close(); s.closed = True; gw._on_lost(s)
         return
     s.client_id = cid; gw._by_client[cid] = s
-    s.send(msg_next_valid_id(gw._next_id))
+    s.id_floor = gw._next_ids.get(cid, gw._start_id); s.send(msg_next_valid_id(s.id_floor))
     s.send(msg_managed_accounts([gw.account]))
     for code, text in FARM_NOTICES: s.send(msg_error(-1, code, text, s.sv))
 
 @handles(Out.REQ_IDS)
-def _req_ids(gw, s, fields): s.send(msg_next_valid_id(gw._next_id))
+def _req_ids(gw, s, fields):
+    s.id_floor = gw._next_ids.get(s.client_id, gw._start_id); s.send(msg_next_valid_id(s.id_floor))
 
 @handles(Out.REQ_MANAGED_ACCTS)
 def _req_accts(gw, s, fields): s.send(msg_managed_accounts([gw.account]))
@@ -546,8 +566,10 @@ def parse_filter_time(text: str) -> datetime | None:
     if not text: return None
     m = re.fullmatch(r"(\d{8})[ -]+(\d{2}:\d{2}:\d{2})(?:\s+(\S+))?", text)
     if not m: raise ProtocolError(f"bad execution filter time {text!r}: expected 'yyyymmdd hh:mm:ss [tz]'")
-    t = datetime.strptime(m.group(1) + m.group(2), "%Y%m%d%H:%M:%S")
-    return t.replace(tzinfo=ZoneInfo(m.group(3)) if m.group(3) else timezone.utc).astimezone(timezone.utc)
+    try:
+        t = datetime.strptime(m.group(1) + m.group(2), "%Y%m%d%H:%M:%S")
+        return t.replace(tzinfo=ZoneInfo(m.group(3)) if m.group(3) else timezone.utc).astimezone(timezone.utc)
+    except (ValueError, KeyError, OverflowError): raise ProtocolError(f"bad time {text[:60]!r}: not a date, time and known time zone") from None
 
 # %% ../nbs/07d_gateway_server.ipynb #6c121d45
 @handles(Out.REQ_HISTORICAL_DATA)
@@ -635,6 +657,7 @@ def _apply_fills(self: GatewaySim, fills) -> list[SimExecution]:
     for f in fills or ():
         o = self._by_perm.get(f.order_id)
         if o is None: log.warning("fill for unknown market order %s ignored", f.order_id); continue
+        if o.perm_id in self._held: self._release(o)              # at the exchange before it fills
         qty, px = float(f.quantity), float(f.price)
         o.avg_fill_price = (o.avg_fill_price * o.filled + px * qty) / (o.filled + qty)
         o.filled += qty; o.last_fill_price = px
@@ -665,21 +688,48 @@ def _reject(gw, s, oid, reason, code=201):
 
 def _on_tick(price: float, tick: float) -> bool:
     k = price / tick
-    return abs(k - round(k)) < 1e-6
+    return math.isfinite(k) and abs(k - round(k)) < 1e-6
+
+MAX_ORDER_ID = 2**31 - 1                      # IB's order ids are 32-bit
+
+def _order_id(text: str) -> int | None:
+    "The order id of a request, if it is a whole number of at most 12 digits (else None: no text costs more to read)."
+    t = text.strip()
+    return int(t) if re.fullmatch(r"[+-]?\d{1,12}", t) else None
+
+def _bounds_problem(gw, c, qty: float, lmt: float) -> str | None:
+    "Why an order breaks its instrument's precautionary bounds (size limit, price band around the reference price), or None."
+    ins = gw.market.instruments[c.symbol]
+    if qty > ins.max_order_qty:
+        return f"The order size {fmt_field(qty)} exceeds the Size Limit of {ins.max_order_qty} for {c.symbol}. Restriction is specified in Precautionary Settings."
+    ref = gw.market.reference_price(c.symbol)
+    if abs(lmt - ref) > ins.price_band * ref:
+        return (f"The limit price {lmt:.6g} is more than {ins.price_band:.0%} away from the reference price {ref:g} of {c.symbol} "
+                f"(price band {ref * (1 - ins.price_band):.6g}..{ref * (1 + ins.price_band):.6g}).")
+    return None
 
 # %% ../nbs/07d_gateway_server.ipynb #ccd780ff
 @handles(Out.PLACE_ORDER)
 def _place_order(gw: GatewaySim, s: _Session, fields):
     r = Fields(fields)
-    oid = r.int(); q = r.contract(); r.s(); r.s()
+    text = r.s(); oid = _order_id(text)
+    if oid is None or not 1 <= oid <= MAX_ORDER_ID:
+        s.send(msg_error(oid if oid is not None else -1, 103, f"Duplicate order id: {text[:20]!r} is not an order id (1..{MAX_ORDER_ID})", s.sv)); return
+    try: _place_checked(gw, s, oid, r)
+    except (ProtocolError, ValueError, IndexError, OverflowError) as e:   # unreadable after the id: the client's order ends, it does not hang
+        gw.rlog.warning("bad-order", "unreadable placeOrder %s from client %s: %s", oid, s.client_id, str(e)[:200])
+        s.send(msg_error(oid, 320, f"Error reading request: {str(e)[:200]}", s.sv))
+
+def _place_checked(gw: GatewaySim, s: _Session, oid: int, r: Fields):
+    q = r.contract(); r.s(); r.s()
     action, qty, otype = r.s().upper(), r.float(), r.s().upper()
     lmt, _aux, tif = r.float(), r.s(), r.s().upper()
     _oca, account, _oc, _origin, ref = r.s(), r.s(), r.s(), r.s(), r.s()
-    gw._next_id = max(gw._next_id, oid + 1)
     old = gw._orders.get((s.client_id, oid))
     if old is not None:
         if old.done: s.send(msg_error(oid, 103, "Duplicate order id", s.sv)); return
         return _modify(gw, s, old, q, action, qty, otype, lmt)
+    if oid < s.id_floor: s.send(msg_error(oid, 103, f"Duplicate order id: {oid} is below the next valid id {s.id_floor}", s.sv)); return
     c = _one_contract(gw, q)
     if c is None: s.send(msg_error(oid, 200, NO_SECDEF, s.sv)); return
     if q.sec_type.upper() == "CONTFUT":
@@ -687,13 +737,15 @@ def _place_order(gw: GatewaySim, s: _Session, fields):
     if gw.faults.reject_reason is not None:
         reason, gw.faults.reject_reason = gw.faults.reject_reason, None
         return _reject(gw, s, oid, reason)
-    if otype != "LMT": return _reject(gw, s, oid, f"order type {otype or '(empty)'} is not supported by the simulated gateway; only LMT (limit) orders are accepted")
-    if action not in ("BUY", "SELL"): return _reject(gw, s, oid, f"action must be BUY or SELL, got {action!r}")
+    if otype != "LMT": return _reject(gw, s, oid, f"order type {otype[:20] or '(empty)'} is not supported by the simulated gateway; only LMT (limit) orders are accepted")
+    if action not in ("BUY", "SELL"): return _reject(gw, s, oid, f"action must be BUY or SELL, got {action[:20]!r}")
     if not (math.isfinite(qty) and qty > 0 and qty != UNSET_DOUBLE and qty == int(qty)):
         return _reject(gw, s, oid, f"quantity must be a positive whole number of contracts, got {qty!r}")
     if not (math.isfinite(lmt) and lmt > 0 and lmt != UNSET_DOUBLE): return _reject(gw, s, oid, f"limit price must be positive and finite, got {lmt!r}")
-    if tif not in _OK_TIF: return _reject(gw, s, oid, f"time in force {tif} is not supported (DAY or GTC)")
-    if account and account != gw.account: return _reject(gw, s, oid, f"account {account} is not managed by this gateway")
+    why = _bounds_problem(gw, c, qty, lmt)
+    if why: return _reject(gw, s, oid, why)
+    if tif not in _OK_TIF: return _reject(gw, s, oid, f"time in force {tif[:20]} is not supported (DAY or GTC)")
+    if account and account != gw.account: return _reject(gw, s, oid, f"account {account[:40]} is not managed by this gateway")
     if not _on_tick(lmt, c.tick):
         return _reject(gw, s, oid, "The price does not conform to the minimum price variation for this contract.", 110)
     o = SimOrder(oid, s.client_id, next(gw._perm), c, action, qty, lmt, tif or "DAY", ref, gw.account, "PreSubmitted",
@@ -701,10 +753,46 @@ def _place_order(gw: GatewaySim, s: _Session, fields):
     try: fills = gw.market.submit(o.perm_id, c.symbol, action, int(qty), lmt)
     except (OrderRejected, ValueError) as e: return _reject(gw, s, oid, str(e))
     gw._orders[(s.client_id, oid)] = o; gw._by_perm[o.perm_id] = o
+    gw._next_ids[s.client_id] = max(gw._next_ids.get(s.client_id, gw._start_id), oid + 1); gw._next_id = max(gw._next_id, oid + 1)
+    if not gw.market.session_open(c.symbol): _hold(gw, s, o); return gw._apply_fills(fills)   # (nothing fills while closed)
     s.send(msg_open_order(o, s.sv)); s.send(msg_order_status(o))
     o.status = "Submitted"
     s.send(msg_open_order(o, s.sv)); s.send(msg_order_status(o))
     gw._apply_fills(fills)
+
+# %% ../nbs/07d_gateway_server.ipynb #3320916d
+_IB_ZONES = {"America/Chicago": "US/Central", "America/New_York": "US/Eastern", "America/Los_Angeles": "US/Pacific"}
+_MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
+
+def held_text(o: SimOrder, when: datetime) -> str:
+    "IB's warning 399 text for an order held until `when`."
+    c, tz = o.contract, o.contract.time_zone
+    month = f"{_MONTHS[int(c.month[4:6]) - 1]}'{c.month[2:4]}" if len(c.month) == 6 and c.month.isdigit() else c.local_symbol
+    return (f"Order Message:\n{o.action} {fmt_field(float(o.total_qty))} {c.symbol} {month}\n"
+            f"Warning: your order will not be placed at the exchange until {when.astimezone(ZoneInfo(tz)):%Y-%m-%d %H:%M:%S} {_IB_ZONES.get(tz, tz)}")
+
+def _hold(gw, s, o: SimOrder):
+    "Accept an order while its market is closed: 399, PreSubmitted, released at the next session's open."
+    when = gw.market.next_open(o.contract.symbol)
+    gw._held[o.perm_id] = (o, when.timestamp())
+    s.send(msg_error(o.order_id, 399, held_text(o, when), s.sv))
+    s.send(msg_open_order(o, s.sv)); s.send(msg_order_status(o))
+
+@patch
+def _release(self: GatewaySim, o: SimOrder):
+    "A held order reaches the exchange: Submitted (to its client, if connected)."
+    self._held.pop(o.perm_id, None)
+    if o.done or o.status != "PreSubmitted": return
+    o.status = "Submitted"
+    s = self._by_client.get(o.client_id)
+    if s is not None: s.send(msg_open_order(o, s.sv)); s.send(msg_order_status(o))
+
+@patch
+def _release_held(self: GatewaySim):
+    "Release the held orders whose session has opened."
+    if not self._held: return
+    now = self.clock.time()
+    for o, at in [v for v in self._held.values() if v[1] <= now or v[0].done]: self._release(o)
 
 # %% ../nbs/07d_gateway_server.ipynb #4ff48f68
 def _modify(gw: GatewaySim, s: _Session, o: SimOrder, q: ContractQuery, action, qty, otype, lmt):
@@ -714,6 +802,8 @@ def _modify(gw: GatewaySim, s: _Session, o: SimOrder, q: ContractQuery, action, 
         s.send(msg_error(o.order_id, 105, "Order being modified does not match the original order.", s.sv)); return
     if not (math.isfinite(qty) and qty > o.filled and qty != UNSET_DOUBLE and qty == int(qty) and math.isfinite(lmt) and lmt > 0):
         s.send(msg_error(o.order_id, 105, f"Order being modified does not match the original order: quantity must exceed the filled {o.filled} and the price be positive", s.sv)); return
+    why = _bounds_problem(gw, o.contract, qty, lmt)
+    if why: s.send(msg_error(o.order_id, 105, f"Order being modified does not match the original order: {why}", s.sv)); return
     if not _on_tick(lmt, o.contract.tick):
         s.send(msg_error(o.order_id, 110, "The price does not conform to the minimum price variation for this contract.", s.sv)); return
     try: fills = gw.market.modify(o.perm_id, quantity=int(qty), limit_price=lmt)
@@ -727,6 +817,7 @@ def _modify(gw: GatewaySim, s: _Session, o: SimOrder, q: ContractQuery, action, 
 def _cancel(gw: GatewaySim, o: SimOrder):
     gw.market.cancel(o.perm_id)
     o.status, o.completed_at = "Cancelled", gw.clock.now()
+    gw._held.pop(o.perm_id, None)
     s = gw._by_client.get(o.client_id)
     if s is not None:
         s.send(msg_order_status(o)); s.send(msg_error(o.order_id, 202, "Order Canceled - reason:", s.sv))
@@ -845,9 +936,9 @@ def _cancel_pnl_single(gw, s, fields): s.pnl_single.pop(Fields(fields).int(), No
 # %% ../nbs/07d_gateway_server.ipynb #689f3c55
 @patch
 def _expire_day_orders(self: GatewaySim):
-    "When a symbol's session closes, its DAY orders are cancelled (GTC orders keep working), as at IB."
+    "When a symbol's day session closes, its DAY orders are cancelled (GTC orders keep working), as at IB."
     for sym in self.market.instruments:
-        is_open = self.market.session_open(sym)
+        is_open = self.market.session_open(sym, liquid=True)
         if self._session_was_open.get(sym) and not is_open:
             for o in list(self._orders.values()):
                 if not o.done and o.tif == "DAY" and o.contract.symbol == sym: _cancel(self, o)
@@ -896,6 +987,7 @@ def step(self: GatewaySim, seconds: float) -> list[SimExecution]:
 
 @patch
 def _after_market(self: GatewaySim, fills) -> list[SimExecution]:
+    self._release_held()
     execs = self._apply_fills(fills)
     today = self.clock.now().date()
     if today != self._listed_on:                       # a new (UTC) day: roll the listed months, restart the P&L day

@@ -18,18 +18,65 @@ from fastcore.basics import patch
 from .core import finite
 
 # %% auto #0
-__all__ = ['DEFAULT_INSTRUMENTS', 'REGIME_PARAMS', 'REGIMES', 'PULL_KAPPA', 'DEFAULT_START', 'DEPTH_CONST', 'Instrument',
-           'get_instrument', 'Regime', 'as_regime', 'PriceProcess', 'simulate_daily_bars', 'sign_hit_rate', 'SimClock',
-           'Quote', 'Fill', 'Order', 'OrderRejected', 'Market', 'book_depth_unit']
+__all__ = ['DEFAULT_INSTRUMENTS', 'REGIME_PARAMS', 'REGIMES', 'PULL_KAPPA', 'DEFAULT_START', 'DEPTH_CONST', 'MAX_WALK_LEVELS',
+           'Session', 'Instrument', 'get_instrument', 'Regime', 'as_regime', 'PriceProcess', 'simulate_daily_bars',
+           'sign_hit_rate', 'SimClock', 'Quote', 'Fill', 'Order', 'OrderRejected', 'Market', 'book_depth_unit']
 
 # %% ../nbs/06_market.ipynb #074cbb53
+def _parse_hm(s:str, what:str="trading_hours") -> tuple[dtime, dtime]:
+    try: a, b = (datetime.strptime(p.strip(), "%H:%M").time() for p in s.split("-"))
+    except (ValueError, AttributeError): raise ValueError(f"{what} must look like '08:30-13:20' (got {s!r})") from None
+    return a, b
+
 def _parse_hours(s:str) -> tuple[dtime, dtime]:
-    try:
-        a, b = (datetime.strptime(p.strip(), "%H:%M").time() for p in s.split("-"))
-    except ValueError: raise ValueError(f"trading_hours must look like '08:30-13:20' (got {s!r})") from None
+    a, b = _parse_hm(s)
     if b <= a: raise ValueError(f"trading_hours must close after they open (got {s!r})")
     return a, b
 
+_WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+
+def _parse_days(days) -> tuple[int, ...]:
+    "Trading weekdays (0 = Monday) from 'Mon-Fri', 'Mon,Wed,Fri' or ints."
+    out = []
+    if isinstance(days, str):
+        for part in filter(None, (p.strip() for p in days.split(","))):
+            a, _, z = part.partition("-")
+            try: i, j = _WEEKDAYS.index(a.strip().title()), _WEEKDAYS.index((z or a).strip().title())
+            except ValueError: raise ValueError(f"session days must look like 'Mon-Fri' or 'Mon,Wed' (got {days!r})") from None
+            out += range(i, j + 1) if j >= i else [-1]
+    else: out = list(days) if isinstance(days, (tuple, list, range)) else [-1]
+    if not out or any(isinstance(d, bool) or not isinstance(d, int) or not 0 <= d <= 4 for d in out):
+        raise ValueError(f"session days must be trading weekdays, Mon to Fri (got {days!r})")
+    return tuple(sorted(set(out)))
+
+# %% ../nbs/06_market.ipynb #435c4e58
+@dataclass(frozen=True)
+class Session:
+    "One exchange session of a trading day, in the instrument's time zone; hours closing at or before they open start the evening before."
+    hours: str                          # 'HH:MM-HH:MM'
+    liquid: bool = True                 # the day session: IB's liquidHours, the price process's day
+    days: tuple = (0, 1, 2, 3, 4)       # trading days it belongs to ('Mon-Fri', 'Mon,Wed' or weekday ints)
+
+    def __post_init__(self):
+        a, b = _parse_hm(self.hours, "session hours")
+        if a == b: raise ValueError(f"session hours must not open and close at the same time (got {self.hours!r})")
+        object.__setattr__(self, "hours", f"{a:%H:%M}-{b:%H:%M}")
+        object.__setattr__(self, "days", _parse_days(self.days))
+        object.__setattr__(self, "liquid", bool(self.liquid))
+
+    @property
+    def open(self) -> dtime: return _parse_hm(self.hours)[0]
+    @property
+    def close(self) -> dtime: return _parse_hm(self.hours)[1]
+    @property
+    def overnight(self) -> bool: return self.close < self.open
+    @property
+    def span(self) -> tuple[int, int]:
+        "(open, close) in minutes from the trading day's midnight (an overnight open is negative)."
+        a, b = self.open, self.close
+        return a.hour*60 + a.minute - (1440 if self.overnight else 0), b.hour*60 + b.minute
+
+# %% ../nbs/06_market.ipynb #b90ddbfc
 @dataclass(frozen=True)
 class Instrument:
     "A futures contract as the simulator trades it (prices in the units IB's API uses; see `price_unit`)."
@@ -43,23 +90,33 @@ class Instrument:
     daily_vol: float         # daily volatility of log returns (0.018 = 1.8%)
     start_price: float
     con_id: int
-    trading_hours: str = "08:30-13:20"   # one day session per weekday, in `time_zone`
+    trading_hours: str = ""              # the liquid (day) session 'HH:MM-HH:MM' in `time_zone`; default 08:30-13:20
     local_symbol_prefix: str = ""
     time_zone: str = "America/Chicago"
     description: str = ""
     price_unit: str = ""
     contract_months: str = "HMUZ"        # CME month codes listed
     impact_k: float = 0.6                # square-root impact constant the book depth is built for
+    sessions: tuple = ()                 # every Session of a trading day; () = the liquid one of `trading_hours` alone
+    max_order_qty: int = 5000            # precautionary size limit: the gateway rejects larger orders (201)
+    price_band: float = 0.2              # the gateway rejects limits further than this fraction from the reference price (201)
 
     def __post_init__(self):
         if not self.symbol or not isinstance(self.symbol, str): raise ValueError(f"symbol must be a non-empty string (got {self.symbol!r})")
         for n in ("multiplier", "tick", "adv", "daily_vol", "start_price", "impact_k"): finite(n, getattr(self, n), positive=True)
         if finite("spread_ticks", self.spread_ticks, positive=True) < 1: raise ValueError(f"spread_ticks must be >= 1 (got {self.spread_ticks!r})")
         if self.start_price < 20*self.tick: raise ValueError(f"start_price {self.start_price} is under 20 ticks of {self.tick}")
-        _parse_hours(self.trading_hours)
         try: ZoneInfo(self.time_zone)
         except (ZoneInfoNotFoundError, ValueError): raise ValueError(f"unknown time_zone {self.time_zone!r}") from None
+        if isinstance(self.max_order_qty, bool) or not isinstance(self.max_order_qty, int) or self.max_order_qty < 1:
+            raise ValueError(f"max_order_qty must be a whole number of contracts >= 1 (got {self.max_order_qty!r})")
+        if not (finite("price_band", self.price_band, positive=True) < 1): raise ValueError(f"price_band must be a fraction below 1 (got {self.price_band!r})")
+        ss = _check_sessions(self.sessions, self.trading_hours)
+        object.__setattr__(self, "sessions", ss)
+        object.__setattr__(self, "trading_hours", next(s.hours for s in ss if s.liquid))
 
+    @property
+    def liquid_session(self) -> Session: return next(s for s in self.sessions if s.liquid)
     @property
     def session(self) -> tuple[dtime, dtime]: return _parse_hours(self.trading_hours)
     @property
@@ -69,10 +126,33 @@ class Instrument:
     @property
     def tick_value(self) -> float: return self.tick*self.multiplier
 
+# %% ../nbs/06_market.ipynb #da42c874
+def _check_sessions(sessions, trading_hours:str) -> tuple[Session, ...]:
+    "The sessions of an instrument, checked and in time order (`trading_hours` alone: its one liquid session)."
+    if isinstance(sessions, (str, Session)) or not isinstance(sessions, (tuple, list)): raise ValueError(f"sessions must be a list of Session (got {sessions!r})")
+    if not sessions:                                   # trading_hours alone: one liquid session, which must close after it opens
+        _parse_hours(trading_hours or "08:30-13:20"); sessions = (Session(trading_hours or "08:30-13:20"),)
+    bad = [s for s in sessions if not isinstance(s, Session)]
+    if bad: raise ValueError(f"sessions must be Session objects, e.g. Session('19:00-07:45', liquid=False) (got {bad[0]!r})")
+    liquid = [s for s in sessions if s.liquid]
+    if len(liquid) != 1: raise ValueError(f"exactly one liquid session (the day session) is needed, got {len(liquid)} in {[s.hours for s in sessions]}")
+    day = liquid[0]
+    if day.close <= day.open: raise ValueError(f"trading_hours (the liquid session) must close after they open on the trading day (got {day.hours!r})")
+    if day.days != (0, 1, 2, 3, 4): raise ValueError(f"the liquid session must run Monday to Friday, the price process's calendar (got days {day.days})")
+    if trading_hours and _parse_hours(trading_hours) != (day.open, day.close):
+        raise ValueError(f"trading_hours {trading_hours!r} does not match the liquid session {day.hours!r}")
+    ss = tuple(sorted(sessions, key=lambda s: s.span))
+    for a, b in zip(ss, ss[1:]):
+        if b.span[0] < a.span[1]: raise ValueError(f"sessions {a.hours} and {b.hours} overlap")
+    if ss[-1].span[1] - ss[0].span[0] > 1440:
+        raise ValueError(f"sessions {ss[0].hours} and {ss[-1].hours} overlap across consecutive trading days (more than 24 h from first open to last close)")
+    return ss
+
 DEFAULT_INSTRUMENTS = {
     "ZO": Instrument("ZO", "CBOT", "USD", multiplier=5000, tick=0.0025, adv=1200, spread_ticks=2.0, daily_vol=0.018,
                      start_price=3.50, con_id=91_000_001, trading_hours="08:30-13:20", local_symbol_prefix="ZO",
-                     description="CBOT Oats", price_unit="USD per bushel", contract_months="HKNUZ"),
+                     description="CBOT Oats", price_unit="USD per bushel", contract_months="HKNUZ",
+                     sessions=(Session("19:00-07:45", liquid=False), Session("08:30-13:20")), max_order_qty=2000),
     "HE": Instrument("HE", "CME", "USD", multiplier=400, tick=0.025, adv=25000, spread_ticks=1.5, daily_vol=0.015,
                      start_price=85.0, con_id=91_000_002, trading_hours="08:30-13:05", local_symbol_prefix="HE",
                      description="CME Lean Hogs", price_unit="US cents per pound", contract_months="GJKMNQVZ"),
@@ -84,6 +164,18 @@ def get_instrument(x, instruments:Mapping[str, Instrument]|None=None) -> Instrum
     pool = DEFAULT_INSTRUMENTS if instruments is None else instruments
     if isinstance(x, str) and x.upper() in pool: return pool[x.upper()]
     raise ValueError(f"unknown symbol {x!r} (known: {', '.join(sorted(pool))})")
+
+# %% ../nbs/06_market.ipynb #0475b0d1
+@patch
+def session_intervals(self:Instrument, trading_date:date, liquid_only:bool=False) -> list[tuple[datetime, datetime, Session]]:
+    "The (open, close, session) of trading day `trading_date`'s sessions, aware in `time_zone`, in time order (none on a weekend)."
+    if trading_date.weekday() >= 5: return []
+    tz, out = ZoneInfo(self.time_zone), []
+    for s in self.sessions:
+        if (liquid_only and not s.liquid) or trading_date.weekday() not in s.days: continue
+        d0 = trading_date - timedelta(days=1) if s.overnight else trading_date
+        out.append((datetime.combine(d0, s.open, tzinfo=tz), datetime.combine(trading_date, s.close, tzinfo=tz), s))
+    return out
 
 # %% ../nbs/06_market.ipynb #19382b45
 @dataclass(frozen=True)
@@ -340,6 +432,8 @@ class _Book:
         self.dep_bid = self.dep_ask = 0.0; self.dep_t = 0.0
         self.own_vol = {}; self.halted = False
         self._opens, self.data_day = {}, -1
+        self.ext = [(s, s.days) for s in inst.sessions if not s.liquid]   # the off-day sessions
+        self.ext_cache = (0.0, 0.0, None); self.ext_next = (0.0, 0.0); self.ext_crossed = None; self.t = -math.inf
 
 class Market:
     "Simulated exchange for thin futures: quotes, resting and marketable limit orders, fills, daily bars; deterministic in `seed`."
@@ -406,13 +500,14 @@ def _init_calendar(self:Market, b:_Book, t:float):
     assert j == self.history_days, (j, self.history_days)
     b.proc.ensure(j)
     self._load_day(b, j)
-    b.day, b.k = j, k
-    self._set_next(b)
+    b.day, b.k, b.t = j, k, t
+    self._set_next(b, t)
 
 @patch
-def _set_next(self:Market, b:_Book):
+def _set_next(self:Market, b:_Book, t:float):
     b.day_open = self._open_epoch(b, b.day)
     b.next_t = b.day_open + (b.k + 1)*b.grid if b.k < b.M else self._open_epoch(b, b.day + 1)
+    if b.ext and b.k >= b.M and self._ext_at(b, t) is None: b.next_t = min(b.next_t, self._next_ext_open(b, t))
 
 # %% ../nbs/06_market.ipynb #ce77492d
 DEPTH_CONST = 0.7   # 8/9 from the continuous approximation, lowered to 0.7 so that k_eff ~ impact_k for large orders
@@ -442,6 +537,44 @@ def _load_day(self:Market, b:_Book, d:int):
     b.bid, b.ask, b.last, b.bsz, b.asz = bid.tolist(), ask.tolist(), last.tolist(), sz[0].tolist(), sz[1].tolist()
     b.vol, b.tsell = vol.tolist(), sells.tolist()
     b.data_day = d
+
+# %% ../nbs/06_market.ipynb #0aef323a
+def _ext_bounds(b:_Book, td:date):
+    "(open, close, trading date) POSIX bounds of the off-day sessions of trading date `td`."
+    if td.weekday() >= 5: return []
+    out = []
+    for s, days in b.ext:
+        if td.weekday() in days:
+            d0 = td - timedelta(days=1) if s.overnight else td
+            out.append((datetime.combine(d0, s.open, tzinfo=b.tz).timestamp(), datetime.combine(td, s.close, tzinfo=b.tz).timestamp(), td))
+    return out
+
+@patch
+def _ext_at(self:Market, b:_Book, t:float):
+    "(open, close, trading day index) of the off-day session open at POSIX time `t`, or None."
+    lo, hi, v = b.ext_cache
+    if lo <= t < hi: return v
+    if not b.ext: return None
+    ld = datetime.fromtimestamp(t, b.tz).date()
+    lo = datetime.combine(ld, dtime(0), tzinfo=b.tz).timestamp()                       # the answer holds at most for this local day
+    hi = datetime.combine(ld + timedelta(days=1), dtime(0), tzinfo=b.tz).timestamp()
+    v = None
+    for a, z, td in _ext_bounds(b, ld) + _ext_bounds(b, ld + timedelta(days=1)):    # a session holding t ends on its trading date
+        if a <= t < z: v, lo, hi = (a, z, int(np.busday_count(b.date0, td))), a, z; break
+        if z <= t: lo = max(lo, z)
+        elif a > t: hi = min(hi, a)
+    b.ext_cache = (lo, hi, v)
+    return v
+
+@patch
+def _next_ext_open(self:Market, b:_Book, t:float) -> float:
+    "POSIX time of the next off-day session open after `t` (inf if none within a week)."
+    lo, v = b.ext_next
+    if lo <= t < v: return v                             # no open in between: the same next one
+    ld = datetime.fromtimestamp(t, b.tz).date()
+    v = min((a for i in range(9) for a, z, td in _ext_bounds(b, ld + timedelta(days=i)) if a > t), default=math.inf)
+    b.ext_next = (t, v)
+    return v
 
 # %% ../nbs/06_market.ipynb #7ee66cd8
 _UTC = timezone.utc
@@ -481,7 +614,8 @@ def _fill(self:Market, b:_Book, o:Order, q:int, px:int, t:float, liq:str) -> Fil
     f = Fill(o.order_id, o.symbol, o.action, q, price, datetime.fromtimestamp(t, _UTC), seq,
              f"{self._exec_prefix}.{seq:08x}.01.01", liq, round(q*b.commission, 10),
              o.remaining, o.filled, o.avg_price)
-    b.own_vol[b.day] = b.own_vol.get(b.day, 0) + q
+    d = b.day if b.k < b.M else (self._ext_at(b, t) or (0, 0, b.day))[2]      # an off-day session's trading day
+    b.own_vol[d] = b.own_vol.get(d, 0) + q
     self._fills.append(f)
     for cb in self.fill_listeners: cb(f)
     return f
@@ -492,6 +626,8 @@ def _remember(self:Market, o:Order):
     if len(self._done) > 200_000: self._done.pop(next(iter(self._done)))
 
 # %% ../nbs/06_market.ipynb #28e9bec7
+MAX_WALK_LEVELS = 1000    # a taker walks at most this many levels past the touch; what is left rests at its limit
+
 @patch
 def _depth_used(self:Market, b:_Book, buy:bool, t:float) -> float:
     "Contracts our takers took from the asks (buy) or bids, decayed to time `t`."
@@ -506,7 +642,7 @@ def _walk(self:Market, b:_Book, buy:bool, qty:int, L:int, k:int, t:float) -> lis
     skip = float(int(self._depth_used(b, buy, t) + 0.5))     # whole contracts still missing from the book
     px, avail, step = (b.ask[k], float(b.asz[k]), 1) if buy else (b.bid[k], float(b.bsz[k]), -1)
     out, i, rnd = [], 0, self._rng.uniform
-    while qty > 0:
+    while qty > 0 and i <= MAX_WALK_LEVELS:                    # bounded by construction, whatever qty and limit say
         if skip > 0:
             u = min(skip, avail); avail -= u; skip -= u
         if avail < 1:
@@ -580,7 +716,21 @@ def _cross(self:Market, b:_Book, ka:int, kb:int) -> list[Fill]:
 
 @patch
 def _advance(self:Market, b:_Book, t:float) -> list[Fill]:
-    "Move book `b` to time `t`, filling resting orders on the way."
+    "Move book `b` to time `t`, filling resting orders on the way (also at the opens of off-day sessions passed)."
+    fills = []
+    if b.ext and (b.buy_lv or b.sell_lv) and not b.halted:
+        e = self._next_ext_open(b, b.t)
+        while e <= t:                                   # stop at each off-day open on the way: crossing orders take the book there
+            fills += self._advance_grid(b, e); fills += self._ext_open_cross(b, e)
+            e = self._next_ext_open(b, e)
+    fills += self._advance_grid(b, t)
+    if b.ext and b.k >= b.M: fills += self._ext_open_cross(b, t)
+    self._set_next(b, t)
+    return fills
+
+@patch
+def _advance_grid(self:Market, b:_Book, t:float) -> list[Fill]:
+    "Move book `b` over the grid points of the liquid sessions up to time `t`, filling resting orders on the way."
     d1, k1 = self._locate(b, t)
     d, k, fills = b.day, b.k, []
     while (d, k) < (d1, k1):
@@ -594,8 +744,20 @@ def _advance(self:Market, b:_Book, t:float) -> list[Fill]:
             fills += self._cross(b, ka, kb)
         k = kb
     self._load_day(b, d1)
-    b.day, b.k = d1, k1
-    self._set_next(b)
+    b.day, b.k, b.t = d1, k1, t
+    return fills
+
+@patch
+def _ext_open_cross(self:Market, b:_Book, t:float) -> list[Fill]:
+    "Once per off-day session: resting orders that cross the (closing) book when it opens take it, as at a day open."
+    e = self._ext_at(b, t)
+    if e is None or b.ext_crossed == e[0] or b.halted: return []
+    b.ext_crossed = e[0]
+    fills, M = [], b.M
+    for lv, book, buy in ((b.buy_lv[::-1], b.buys, True), (b.sell_lv[:], b.sells, False)):
+        for L in lv:
+            if (L < b.ask[M]) if buy else (L > b.bid[M]): break
+            for o in list(book.get(L, ())): fills += self._take(b, o, e[0], M)
     return fills
 
 @patch
@@ -647,14 +809,14 @@ def _book(self:Market, symbol) -> _Book:
     return b
 
 @patch
-def _marketable(self:Market, b:_Book, o:Order) -> bool:
+def _marketable(self:Market, b:_Book, o:Order, t:float) -> bool:
     k = b.k
-    return k < b.M and ((o.limit_ticks >= b.ask[k]) if o.is_buy else (o.limit_ticks <= b.bid[k]))
+    return (k < b.M or self._ext_at(b, t) is not None) and ((o.limit_ticks >= b.ask[k]) if o.is_buy else (o.limit_ticks <= b.bid[k]))
 
 @patch
 def _enter(self:Market, b:_Book, o:Order, t:float) -> list[Fill]:
     "The marketable part of `o` walks the book now (its fills returned); the rest rests at its limit, behind the displayed size there."
-    fills = self._take(b, o, t, b.k) if self._marketable(b, o) else []
+    fills = self._take(b, o, t, b.k) if self._marketable(b, o, t) else []
     if o.status == "Submitted":
         o.queue = self._queue_for(b, o, b.k); self._link(b, o)
     return fills
@@ -727,7 +889,7 @@ def executions(self:Market, since_seq:int=0, symbol:str|None=None) -> list[Fill]
 @patch
 def _depleted(self:Market, b:_Book, px:int, size:int, dep:float, step:int) -> tuple[int, int]:
     avail, i = float(size), 0
-    while dep >= avail:
+    while dep >= avail and i < MAX_WALK_LEVELS:
         dep -= avail; i += 1; px += step; avail = max(1.0, round(b.c*(i + 1)))
     return px, max(1, int(round(avail - dep)))
 
@@ -744,7 +906,7 @@ def quote(self:Market, symbol:str) -> Quote:
     p = lambda x: round(int(x)*tick, 10)
     return Quote(b.inst.symbol, p(bid), p(ask), bsz, asz, p(b.last[k]), max(1, b.vol[k]),
                  int(b.cumvol[k]) + b.own_vol.get(d, 0), datetime.fromtimestamp(t, _UTC), p(seg[0]), p(seg.max()), p(seg.min()),
-                 p(b.proc.bar(d - 1)[3]) if d > 0 else p(seg[0]), k < b.M, b.halted)
+                 p(b.proc.bar(d - 1)[3]) if d > 0 else p(seg[0]), k < b.M or self._ext_at(b, t) is not None, b.halted)
 
 @patch
 def daily_bars(self:Market, symbol:str, n_days:int) -> pd.DataFrame:
@@ -814,11 +976,25 @@ def halt(self:Market, symbol:str, halted:bool=True):
     b.halted = bool(halted)
 
 @patch
-def session_open(self:Market, symbol:str) -> bool:
+def session_open(self:Market, symbol:str, liquid:bool=False) -> bool:
+    "Is a session of `symbol` open now (any session; `liquid=True`: the day session)?"
+    b = self._book(symbol); t = self.clock.time(); self._sync_books(t)
+    return b.k < b.M or (not liquid and self._ext_at(b, t) is not None)
+
+@patch
+def reference_price(self:Market, symbol:str) -> float:
+    "The market's own mid now (our takers' dents not counted): what an order's price band is measured from."
     b = self._book(symbol); self._sync_books(self.clock.time())
-    return b.k < b.M
+    return round((b.bid[b.k] + b.ask[b.k])*b.inst.tick/2, 10)
+
+@patch
+def next_open(self:Market, symbol:str) -> datetime:
+    "When an order placed now reaches the exchange: now if a session of `symbol` is open, else the next session's open."
+    b = self._book(symbol); t = self.clock.time(); self._sync_books(t)
+    if b.k < b.M or self._ext_at(b, t) is not None: return datetime.fromtimestamp(t, _UTC)
+    return datetime.fromtimestamp(min(self._open_epoch(b, b.day + 1), self._next_ext_open(b, t)), _UTC)
 
 @patch
 def next_change(self:Market) -> datetime:
-    "When the market next changes (next grid point or session open) if nobody trades: a real-time gateway sleeps until then."
+    "When the market next changes (next grid point or a session's open) if nobody trades: a real-time gateway sleeps until then."
     return datetime.fromtimestamp(min(b.next_t for b in self._books.values()), _UTC)

@@ -74,8 +74,10 @@ def test_process_fault_flags():
         errs = []
         ib.errorEvent += lambda r, c, m, k: errs.append((r, c, m))
         c = ib.reqContractDetails(Future("ZO", exchange="CBOT"))[0].contract
-        t1 = ib.placeOrder(c, LimitOrder("BUY", 1, 3.0))
-        t2 = ib.placeOrder(c, LimitOrder("BUY", 1, 3.0))
+        [tk] = ib.reqTickers(c)                                  # a price near the market: one 20% away is outside the price band
+        px = round(tk.bid - 20 * 0.0025, 4)
+        t1 = ib.placeOrder(c, LimitOrder("BUY", 1, px))
+        t2 = ib.placeOrder(c, LimitOrder("BUY", 1, px))
         sync_until(ib, lambda: t1.orderStatus.status == t2.orderStatus.status == "Cancelled")
         msgs = {r: m for r, code, m in errs if code == 201}
         assert "desk closed" in msgs[t1.order.orderId] and "halted" in msgs[t2.order.orderId]
