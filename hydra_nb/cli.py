@@ -103,6 +103,7 @@ async def smoke_test(s:Settings, symbol:str="ZO", client_id:int|None=None, clock
     from hydra_nb.journal import FillJournal
     steps = []
     def step(name, ok, t0, detail):
+        detail = " ".join(str(detail).split())                 # one line per step (IB's 399 text has newlines)
         steps.append((name, ok, (time.perf_counter() - t0) * 1e3, detail))
         out(f"  {'ok  ' if ok else 'FAIL'} {name:<12} {steps[-1][2]:9.1f} ms  {detail}")
         return ok
