@@ -318,20 +318,18 @@ def close(self:CircuitBreakerManager):
     self._conn = None
 
 # %% ../nbs/03_risk.ipynb #876bd20d
-_INF_ = float("inf")
-
 def _plain_ok(c) -> bool:
     "True if every field is already a plain float (or int where a count) inside its range: the full check would change nothing."
     f = float
-    return (type(c.reference_price) is f and 0 < c.reference_price < _INF_ and type(c.tick_size) is f and 0 < c.tick_size < _INF_
-            and type(c.multiplier) is f and 0 < c.multiplier < _INF_ and type(c.equity) is f and 0 < c.equity < _INF_
-            and type(c.position) is int and type(c.daily_pnl) is f and -_INF_ < c.daily_pnl < _INF_
-            and type(c.last_trade_pnl) is f and -_INF_ < c.last_trade_pnl < _INF_
-            and type(c.other_gross_notional) is f and 0 <= c.other_gross_notional < _INF_
+    return (type(c.reference_price) is f and 0 < c.reference_price < math.inf and type(c.tick_size) is f and 0 < c.tick_size < math.inf
+            and type(c.multiplier) is f and 0 < c.multiplier < math.inf and type(c.equity) is f and 0 < c.equity < math.inf
+            and type(c.position) is int and type(c.daily_pnl) is f and -math.inf < c.daily_pnl < math.inf
+            and type(c.last_trade_pnl) is f and -math.inf < c.last_trade_pnl < math.inf
+            and type(c.other_gross_notional) is f and 0 <= c.other_gross_notional < math.inf
             and type(c.working_buy) is int and c.working_buy >= 0 and type(c.working_sell) is int and c.working_sell >= 0
             and type(c.replaces_quantity) is int and c.replaces_quantity >= 0
             and type(c.replaces_filled) is int and c.replaces_filled >= 0
-            and (c.peak_equity is None or (type(c.peak_equity) is f and 0 < c.peak_equity < _INF_)))
+            and (c.peak_equity is None or (type(c.peak_equity) is f and 0 < c.peak_equity < math.inf)))
 
 @dataclass(frozen=True)
 class OrderContext:
