@@ -16,8 +16,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 # %% auto #0
 __all__ = ['PAPER_PORTS', 'LIVE_PORTS', 'SECTIONS', 'ENV_OVERRIDES', 'SettingsError', 'UnsafeConfigError', 'TradingMode',
            'PortKind', 'classify_port', 'check_port_safety', 'IBSettings', 'TradingSettings', 'RiskSettings',
-           'OrderSettings', 'ScheduleSettings', 'PathsSettings', 'parse_value', 'Settings', 'find_settings_file',
-           'load_settings', 'settings_ini']
+           'OrderSettings', 'ScheduleSettings', 'AgentSettings', 'RunnerSettings', 'PathsSettings', 'parse_value',
+           'Settings', 'find_settings_file', 'load_settings', 'settings_ini']
 
 # %% ../nbs/00_config.ipynb #3491ad25
 class SettingsError(ValueError):
@@ -134,8 +134,21 @@ class OrderSettings:
 
 @dataclass(frozen=True)
 class ScheduleSettings:
-    daily_cycle_time: dtime = _opt(dtime(14, 0), doc="local time of the daily cycle, HH:MM")
+    daily_cycle_time: dtime = _opt(dtime(9, 0), doc="local time of the daily cycle, HH:MM (its TWAP horizon must end inside every symbol's liquid session)")
     timezone: str = _opt("US/Central", doc="IANA time zone of the schedule")
+
+def _executor(v):
+    return v == "local" or re.fullmatch(r"(dask|tcp)://[^\s:/]+:\d{1,5}", v) is not None or "must be 'local' or dask://HOST:PORT"
+
+@dataclass(frozen=True)
+class AgentSettings:
+    executor: str = _opt("local", _executor, "where experiments run: local (a process pool) or dask://HOST:PORT")
+
+@dataclass(frozen=True)
+class RunnerSettings:
+    max_contracts: int = _opt(6, _pos, "target position at full conviction, contracts per symbol")
+    history_days: int = _opt(250, lambda v: v >= 60 or "must be >= 60 (the agent's reference and walk-forward windows)",
+                             "daily bars the cycle reads for the model")
 
 @dataclass(frozen=True)
 class PathsSettings:
@@ -143,7 +156,8 @@ class PathsSettings:
 
 # %% ../nbs/00_config.ipynb #be0a7b9a
 SECTIONS = dict(ib=IBSettings, trading=TradingSettings, risk=RiskSettings, orders=OrderSettings,
-                schedule=ScheduleSettings, paths=PathsSettings)
+                schedule=ScheduleSettings, agent=AgentSettings, runner=RunnerSettings,
+                paths=PathsSettings)
 ENV_OVERRIDES = {"IB_GATEWAY_HOST": ("ib", "host"), "IB_GATEWAY_PORT": ("ib", "port"),
                  "HYDRA_TRADING_MODE": ("trading", "mode"), "HYDRA_STATE_DIR": ("paths", "state_dir")}
 
@@ -204,6 +218,8 @@ class Settings:
     risk: RiskSettings = field(default_factory=RiskSettings)
     orders: OrderSettings = field(default_factory=OrderSettings)
     schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
+    agent: AgentSettings = field(default_factory=AgentSettings)
+    runner: RunnerSettings = field(default_factory=RunnerSettings)
     paths: PathsSettings = field(default_factory=PathsSettings)
     sources: Mapping[tuple[str, str], str] = field(default_factory=dict, compare=False)
     settings_file: Path|None = None

@@ -438,7 +438,7 @@ class _Book:
 class Market:
     "Simulated exchange for thin futures: quotes, resting and marketable limit orders, fills, daily bars; deterministic in `seed`."
     def __init__(self, instruments=None, seed:int=0, clock:SimClock|None=None, regime="momentum",
-                 slippage_bias:float=0.0, slippage_noise:float=0.0, commission_per_contract:float|Mapping=2.25,
+                 slippage_bias:float=0.0, slippage_noise:float=0.0, slippage_multiplier:float=1.0, commission_per_contract:float|Mapping=2.25,
                  history_days:int=250, grid_seconds:int=10, book_recovery_seconds:float=60.0, exec_id_prefix:str|None=None):
         insts = DEFAULT_INSTRUMENTS if instruments is None else instruments
         if not isinstance(insts, Mapping): insts = {get_instrument(i).symbol: get_instrument(i) for i in insts}
@@ -448,6 +448,7 @@ class Market:
         self.slippage_bias = float(slippage_bias)
         if not math.isfinite(self.slippage_bias): raise ValueError(f"slippage_bias must be finite (got {slippage_bias!r})")
         self.slippage_noise = finite("slippage_noise", slippage_noise, positive=True, allow_zero=True)
+        self.slippage_multiplier = finite("slippage_multiplier", slippage_multiplier, positive=True)
         cpc = commission_per_contract
         if isinstance(cpc, Mapping) and set(cpc) - set(self.instruments):
             raise ValueError(f"commission_per_contract names unknown symbols {sorted(set(cpc) - set(self.instruments))}")
@@ -656,12 +657,16 @@ def _walk(self:Market, b:_Book, buy:bool, qty:int, L:int, k:int, t:float) -> lis
 
 @patch
 def _shift(self:Market, b:_Book, buy:bool, levels, L:int, k:int):
-    "Apply slippage bias/noise (whole ticks, stochastic rounding) within [touch-opposite + 1 tick, limit]."
-    if not levels or (self.slippage_bias == 0 and self.slippage_noise == 0): return levels
+    "Apply the slippage multiplier, then bias/noise (whole ticks, stochastic rounding) within [touch-opposite + 1 tick, limit]."
+    X = self.slippage_multiplier
+    if not levels or (self.slippage_bias == 0 and self.slippage_noise == 0 and X == 1): return levels
     s = self.slippage_bias + (self.slippage_noise*self._rng.standard_normal() if self.slippage_noise else 0.0)
-    sh = math.floor(s); sh += self._rng.random() < s - sh
+    mid, rnd = (b.bid[k] + b.ask[k])/2, self._rng.random
+    if X != 1: levels = [(mid + X*(px - mid), q) for px, q in levels]     # fractional ticks, rounded below
+    sh = math.floor(s); sh += rnd() < s - sh
     out = []
     for px, q in levels:
+        if X != 1: px = math.floor(px) + (rnd() < px - math.floor(px))
         p = min(L, max(b.bid[k] + 1, px + sh)) if buy else max(L, min(b.ask[k] - 1, px - sh))
         if out and out[-1][0] == p: out[-1] = (p, out[-1][1] + q)
         else: out.append((p, q))

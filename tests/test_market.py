@@ -53,10 +53,10 @@ from datetime import datetime, timezone, timedelta
 from hydra_nb.market import Market, SimClock, OrderRejected
 
 
-def _marketable_slippage(sym, sizes, n=200, seed=0, bias=0.0, noise=0.0):
+def _marketable_slippage(sym, sizes, n=200, seed=0, bias=0.0, noise=0.0, mult=1.0):
     """Mean signed slippage (price units, + = cost) vs the arrival mid of fully-filled marketable orders, one every
     30 simulated minutes (the book has refilled), random side; also the mean sigma*P and quoted spread."""
-    m = Market(seed=seed, slippage_bias=bias, slippage_noise=noise)
+    m = Market(seed=seed, slippage_bias=bias, slippage_noise=noise, slippage_multiplier=mult)
     inst = m.instruments[sym]
     rng = np.random.default_rng(seed)
     out, oid = {}, 0
@@ -115,6 +115,18 @@ def test_slippage_bias_shifts_by_configured_ticks(bias, noise):
         d = (shifted[q][0] - base[q][0]) / inst.tick
         print(f"bias {bias:+.1f} noise {noise}: qty {q}: shift {d:+.2f} ticks")
         assert d == pytest.approx(bias, abs=0.25)
+
+
+@pytest.mark.parametrize("mult", [3.0, 0.5])
+def test_slippage_multiplier_scales_the_cost(mult):
+    "X times the distance from the mid (what `hydra paper-trade --slippage-bias X` sets); the wide limit never binds here."
+    sizes = [5, 40]
+    inst, base = _marketable_slippage("ZO", sizes, n=200, seed=11)
+    _, scaled = _marketable_slippage("ZO", sizes, n=200, seed=11, mult=mult)
+    for q in sizes:
+        ratio = scaled[q][0] / base[q][0]
+        print(f"multiplier {mult}: qty {q}: cost ratio {ratio:.2f}")
+        assert ratio == pytest.approx(mult, rel=0.15) if mult >= 1 else 0 < ratio < 1
 
 
 def test_limits_never_violated_over_random_orders():
