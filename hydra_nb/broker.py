@@ -703,6 +703,24 @@ async def snapshot(self:BrokerGateway, what, timeout:float|None=None) -> MarketS
     return MarketSnapshot(qc.symbol, qc.con_id, float(tk.bid), float(tk.ask), float(tk.bidSize or 0), float(tk.askSize or 0),
                           _px(tk.last), adv, vol, qc.tick_size, qc.multiplier, self.now())
 
+# %% ../nbs/08_broker.ipynb #d0ee77dd
+def _duration(days:int) -> str:
+    if not (isinstance(days, int) and days >= 1): raise ValueError(f"days must be a whole number >= 1 (got {days!r})")
+    return f"{days} D" if days <= 365 else f"{math.ceil(days/250)} Y"
+
+@patch
+async def daily_bars(self:BrokerGateway, what, days:int=250, include_today:bool=False):
+    "The last `days` daily bars of `what` (a symbol or QualifiedContract): a DataFrame indexed by date, open/high/low/close/volume."
+    import pandas as pd
+    qc = await self.qualify(what)
+    dur = _duration(days)
+    bars = await asyncio.wait_for(self.ib.reqHistoricalDataAsync(qc.contract, "", dur, "1 day", "TRADES", True),
+                                  self.settings.ib.request_timeout)
+    df = pd.DataFrame([(pd.Timestamp(b.date), b.open, b.high, b.low, b.close, b.volume) for b in bars],
+                      columns=["date", "open", "high", "low", "close", "volume"]).set_index("date")
+    if not include_today: df = df[df.index.date < self.now().astimezone(self._tz).date()]
+    return df.iloc[-days:]
+
 # %% ../nbs/08_broker.ipynb #1723eb1b
 @patch
 def _state(self:BrokerGateway, key:str, value:float|None=None) -> float|None:
