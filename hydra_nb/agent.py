@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio, concurrent.futures as cf, enum, json, math, multiprocessing as mp, os, sys, threading, time
 from dataclasses import dataclass, field, asdict, replace
 from typing import Any, Callable, Sequence
+from urllib.parse import urlsplit
 import numpy as np
 import pandas as pd
 from fastcore.basics import patch
@@ -19,7 +20,8 @@ from .models import (DirectionalModel, ModelRegistry, ModelSpec, RidgeLogit, FEA
 
 # %% auto #0
 __all__ = ['PLAYBOOK', 'AGENT_SCHEMA', 'Phase', 'Autonomy', 'AgentConfig', 'detect_drift', 'diagnose', 'Hypothesis', 'propose',
-           'run_experiment', 'CycleResult', 'AgentLoop', 'hysteresis_step']
+           'run_experiment', 'CycleResult', 'AgentLoop', 'hysteresis_step', 'parse_executor_spec', 'DaskExecutor',
+           'executor_from_spec']
 
 # %% ../nbs/12_agent.ipynb #a6850680
 class Phase(str, enum.Enum):
@@ -233,7 +235,8 @@ class AgentLoop:
         self.registry, self.cfg, self.experiment_fn, self.max_history = registry, config or AgentConfig(), experiment_fn, max_history
         self.conn, self.name = registry.conn, registry.name
         ensure_schema(self.conn, "agent", AGENT_SCHEMA)
-        self._executor, self._owns_executor = executor, executor is None
+        # _owns_executor: the agent's own pool, which it may kill and replace; _closes_executor: shut down by close()
+        self._executor, self._owns_executor, self._closes_executor = executor, executor is None, executor is None
         self.history: pd.DataFrame|None = None
         self._lock, self._champ_cache = threading.Lock(), (None, None)
 
@@ -256,7 +259,8 @@ class AgentLoop:
         for p in procs: p.join(timeout=5)
 
     def close(self):
-        if self._owns_executor and self._executor is not None: self._executor.shutdown(wait=True, cancel_futures=True)
+        "Shut down the agent's own pool, or the Dask client `from_spec` made; a caller's executor is left open."
+        if self._closes_executor and self._executor is not None: self._executor.shutdown(wait=True, cancel_futures=True)
         self._executor = None
     def __enter__(self): return self
     def __exit__(self, *exc): self.close()
@@ -517,6 +521,62 @@ async def run_cycle_async(self:AgentLoop, observation:pd.DataFrame) -> CycleResu
             res.durations["experiment"] = time.perf_counter() - t
         return await loop.run_in_executor(None, self._finish, res, ctx, outcomes)
     finally: self._lock.release()
+
+# %% ../nbs/12_agent.ipynb #88803214
+def parse_executor_spec(spec:str) -> str|None:
+    "None for 'local' (the agent's own process pool), else the scheduler address 'tcp://HOST:PORT' of a 'dask://HOST:PORT' (or 'tcp://') spec."
+    what = f"executor spec {spec!r}: expected 'local' or 'dask://HOST:PORT'"
+    if not isinstance(spec, str) or not spec.strip(): raise ValueError(f"{what}, got nothing")
+    s = spec.strip()
+    if s.lower() == "local": return None
+    u = urlsplit(s)
+    if u.scheme.lower() not in ("dask", "tcp"): raise ValueError(f"{what} (unknown scheme {u.scheme!r})")
+    try: port = u.port
+    except ValueError as e: raise ValueError(f"{what} (bad port: {e})") from None
+    if not u.hostname or not port: raise ValueError(f"{what} (it needs both a host and a port > 0)")
+    if u.path.strip("/") or u.query or u.fragment or u.username: raise ValueError(f"{what} (nothing may follow HOST:PORT)")
+    host = f"[{u.hostname}]" if ":" in u.hostname else u.hostname
+    return f"tcp://{host}:{port}"
+
+# %% ../nbs/12_agent.ipynb #aa08acab
+class DaskExecutor(cf.Executor):
+    "distributed's `concurrent.futures` executor on a `Client` it owns: `shutdown` also closes the client."
+    def __init__(self, client, address:str):
+        self.client, self.address, self._ex = client, address, client.get_executor(pure=False)
+    def submit(self, fn, /, *args, **kwargs) -> cf.Future: return self._ex.submit(fn, *args, **kwargs)
+    def shutdown(self, wait:bool=True, *, cancel_futures:bool=False):
+        "Wait for (or cancel) what was submitted, then close the client."
+        try: self._ex.shutdown(wait=wait and not cancel_futures)
+        finally: self.client.close()
+    def __repr__(self): return f"DaskExecutor({self.address!r})"
+
+# %% ../nbs/12_agent.ipynb #d8427c20
+def executor_from_spec(spec:str, connect_timeout:float=10.0) -> DaskExecutor|None:
+    "None for 'local' (AgentLoop then makes its own process pool); for 'dask://HOST:PORT' a `DaskExecutor` on that scheduler."
+    address = parse_executor_spec(spec)
+    if address is None: return None
+    if not connect_timeout > 0: raise ValueError(f"connect_timeout must be > 0 seconds, got {connect_timeout!r}")
+    try: from distributed import Client
+    except ImportError as e:
+        raise ImportError(f"executor {spec!r} needs the optional dependency distributed: pip install 'hydra-nb[dask]'") from e
+    try: client = Client(address, timeout=connect_timeout, set_as_default=False)
+    except Exception as e:
+        raise ConnectionError(f"no Dask scheduler reachable at {address} (executor {spec!r}) within {connect_timeout:g} s: "
+                              f"{type(e).__name__}: {e}") from e
+    return DaskExecutor(client, address)
+
+# %% ../nbs/12_agent.ipynb #30385963
+@patch(cls_method=True)
+def from_spec(cls:AgentLoop, registry:ModelRegistry, config:AgentConfig|None=None, spec:str="local", connect_timeout:float=10.0,
+              **kwargs) -> AgentLoop:
+    "An AgentLoop whose experiments run where `spec` says ('local' or 'dask://HOST:PORT'); `close()` closes a Dask client it made."
+    ex = executor_from_spec(spec, connect_timeout)
+    try: agent = cls(registry, config, executor=ex, **kwargs)
+    except BaseException:
+        if ex is not None: ex.shutdown(cancel_futures=True)
+        raise
+    agent._closes_executor = True
+    return agent
 
 # %% ../nbs/12_agent.ipynb #fc4036b2
 @patch
