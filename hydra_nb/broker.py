@@ -703,7 +703,7 @@ async def snapshot(self:BrokerGateway, what, timeout:float|None=None) -> MarketS
     return MarketSnapshot(qc.symbol, qc.con_id, float(tk.bid), float(tk.ask), float(tk.bidSize or 0), float(tk.askSize or 0),
                           _px(tk.last), adv, vol, qc.tick_size, qc.multiplier, self.now())
 
-# %% ../nbs/08_broker.ipynb #d0ee77dd
+# %% ../nbs/08_broker.ipynb #c57b7dd1
 def _duration(days:int) -> str:
     if not (isinstance(days, int) and days >= 1): raise ValueError(f"days must be a whole number >= 1 (got {days!r})")
     return f"{days} D" if days <= 365 else f"{math.ceil(days/250)} Y"

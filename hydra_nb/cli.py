@@ -12,14 +12,15 @@ from .config import SettingsError, UnsafeConfigError, load_settings, settings_in
 from .core import StateDBError
 
 # %% auto #0
-__all__ = ['SUBCOMMANDS', 'settings_from_args', 'status', 'risk_status', 'kill', 'resume', 'smoke_test', 'smoke_cli',
-           'build_parser', 'main']
+__all__ = ['SUBCOMMANDS', 'settings_from_args', 'status', 'schedule_warnings', 'risk_status', 'kill', 'resume', 'smoke_test',
+           'smoke_cli', 'build_parser', 'main']
 
 # %% ../nbs/90_cli.ipynb #0c74784e
 def _common() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
     p.add_argument("--settings", metavar="PATH", default=argparse.SUPPRESS,
                    help="settings file (else $HYDRA_SETTINGS, else ./settings.ini, else package defaults)")
+    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show the traceback of an error instead of one line")
     return p
 
 def settings_from_args(args) -> Settings:
@@ -32,11 +33,11 @@ def status(args) -> int:
     s = settings_from_args(args)
     try: kind, err = s.check_safety(), None
     except UnsafeConfigError as e: kind, err = None, e
-    risk = risk_status(s)
+    risk, warn = risk_status(s), schedule_warnings(s)
     if getattr(args, "json", False):
         print(json.dumps(dict(risk=risk, settings_file=str(s.settings_file) if s.settings_file else None,
                               mode=s.trading.mode.value, port_kind=kind.value if kind else None,
-                              state_dir=str(s.state_dir), live_confirmed=s.live_confirmed, error=str(err) if err else None,
+                              state_dir=str(s.state_dir), live_confirmed=s.live_confirmed, error=str(err) if err else None, schedule_warnings=warn,
                               settings=[dict(section=a, key=b, value=c, source=d) for a, b, c, d in s.rows()]), indent=1))
     elif getattr(args, "write_ini", False): print(settings_ini(s))
     else:
@@ -54,12 +55,21 @@ def status(args) -> int:
             for name, b in risk["breakers"].items():
                 print(f"    {name:<22} {b['state']:<10} trips {b['trip_count']}  periods left {b['periods_remaining']}")
             print()
+    if not getattr(args, "json", False):
+        for w in warn: print(f"WARNING: schedule: {w}", file=sys.stderr)
     if err is not None:
         print(f"UNSAFE CONFIGURATION: {err}", file=sys.stderr)
         return 1
     if not getattr(args, "json", False) and not getattr(args, "write_ini", False):
         print(f"OK: {kind.value.upper()} trading configuration is consistent.")
     return 0
+
+def schedule_warnings(s:Settings) -> list[str]:
+    "Why the daily cycle's time would leave orders outside a symbol's liquid session (exchange hours as the simulator models them)."
+    from hydra_nb.market import DEFAULT_INSTRUMENTS
+    from hydra_nb.runner import schedule_problems
+    hours = {k: [(x.open, x.close, i.time_zone) for x in i.sessions if x.liquid] for k, i in DEFAULT_INSTRUMENTS.items()}
+    return schedule_problems(s, hours)
 
 # %% ../nbs/90_cli.ipynb #3504206c
 def _breakers(s:Settings):
@@ -180,7 +190,7 @@ SUBCOMMANDS = {
     "resume": ("hydra_nb.cli", "_add_nothing", "resume", "clear the kill switch"),
     "smoke-test": ("hydra_nb.cli", "_add_smoke", "smoke_cli", "connectivity check: qualify, place a far limit, see it acknowledged, cancel it"),
     "gateway-sim": ("hydra_nb.gateway_sim", "add_cli_arguments", "cli_run", "run the embedded IB gateway (TWS API loopback server)"),
-    "paper-trade": ("hydra_nb.runner", "add_cli_arguments", "cli_run", "run the paper-trading cycle"),
+    "paper-trade": ("hydra_nb.rehearsal", "add_cli_arguments", "cli_run", "run the daily paper-trading cycle; --sim --days N rehearses it on the embedded gateway"),
     "fill-report": ("hydra_nb.reconcile", "add_cli_arguments", "cli_run", "fill journal report; --reconcile for calibration"),
     "report": ("hydra_nb.reports", "add_cli_arguments", "cli_run", "render the daily or weekly papermill report"),
     "gate": ("hydra_nb.gate", "add_cli_arguments", "cli_run", "evaluate the paper-trading gate checklist"),
@@ -240,9 +250,16 @@ def main(argv=None) -> int:
         print(f"hydra {args.command}: not available in this build", file=sys.stderr)
         return 2
     try: return int(runner(args) or 0)
-    except (SettingsError, UnsafeConfigError) as e:
-        print(f"hydra {args.command}: configuration error: {e}", file=sys.stderr)
-        return 2
-    except StateDBError as e:
-        print(f"hydra {args.command}: state database error: {e}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt:
+        print(f"hydra {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:
+        if getattr(args, "debug", False): raise
+        print(f"hydra {args.command}: {_one_line(e)}", file=sys.stderr)
+        return 2 if isinstance(e, (SettingsError, UnsafeConfigError, StateDBError, ValueError, FileExistsError)) else 1
+
+def _one_line(e:BaseException) -> str:
+    "An exception as one line an operator can act on (`--debug` shows the traceback instead)."
+    kind = ("configuration error" if isinstance(e, (SettingsError, UnsafeConfigError)) else
+            "state database error" if isinstance(e, StateDBError) else type(e).__name__)
+    return f"{kind}: {' '.join(str(e).split()) or type(e).__name__}"
