@@ -16,7 +16,8 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/hydra status
+	$(BIN)/hydra status > /dev/null
+	$(BIN)/hydra paper-trade --sim
 
 test: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash .ci/test.sh
