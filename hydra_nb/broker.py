@@ -873,6 +873,11 @@ def register_parent(self:BrokerGateway, **ctx) -> dict:
     return self.journal.record_parent(**ctx)
 
 @patch
+def register_slice(self:BrokerGateway, **ctx) -> dict|None:
+    "Record a slice's arrival (`slice_ref` = 'parent:slice', first one wins); None without a journal."
+    return None if self.journal is None else self.journal.record_slice(**ctx)
+
+@patch
 def parent(self:BrokerGateway, parent_ref:str) -> dict|None:
     return None if self.journal is None else self.journal.parent(parent_ref)
 

@@ -127,7 +127,13 @@ CREATE TABLE journal_parents (parent_ref TEXT PRIMARY KEY, decided_utc TEXT NOT 
   tick_size REAL NOT NULL, multiplier REAL NOT NULL, impact_coefficient REAL NOT NULL, predicted_slippage REAL NOT NULL);
 CREATE INDEX journal_parents_time ON journal_parents(decided_utc)
 """
-JOURNAL_MIGRATIONS = {1: _V1, 2: _V2, 3: _V3}
+_V4 = """
+CREATE TABLE journal_slices (slice_ref TEXT PRIMARY KEY, parent_ref TEXT NOT NULL, decided_utc TEXT NOT NULL,
+  quantity REAL NOT NULL CHECK (quantity > 0), arrival_mid REAL NOT NULL, spread REAL NOT NULL, adv REAL NOT NULL,
+  daily_vol REAL NOT NULL, predicted_slippage REAL NOT NULL);
+CREATE INDEX journal_slices_parent ON journal_slices(parent_ref)
+"""
+JOURNAL_MIGRATIONS = {1: _V1, 2: _V2, 3: _V3, 4: _V4}
 SCHEMA_VERSION = max(JOURNAL_MIGRATIONS)
 
 _COLS = ("exec_id", "time_utc", "symbol", "side", "quantity", "price", "order_id", "order_ref", "perm_id", "con_id",
@@ -401,3 +407,37 @@ def parent_summary(self:FillJournal, parent_ref:str, end_price=None) -> dict:
                 fills=len(rows), avg_price=avg, arrival_mid=p["arrival_mid"], slippage=slip,
                 slippage_bps=None if slip is None else 1e4 * slip / p["arrival_mid"], predicted_slippage=p["predicted_slippage"],
                 shortfall=sf, fees=fees)
+
+# %% ../nbs/04_journal.ipynb #b4c05940
+_SLICE_COLS = ("slice_ref", "parent_ref", "decided_utc", "quantity", "arrival_mid", "spread", "adv", "daily_vol", "predicted_slippage")
+
+@patch
+def record_slice(self:FillJournal, slice_ref:str, time, quantity, arrival_mid, spread, adv, daily_vol) -> dict:
+    "Record a slice's arrival (`parent:slice`, its parent recorded first; first one wins); return the stored row."
+    parent_ref, _, no = slice_ref.rpartition(":")
+    p = self.parent(parent_ref)
+    if p is None or not no.isdigit(): raise ValueError(f"slice_ref must be 'parent:slice' of a recorded parent (got {slice_ref!r})")
+    v = {k: finite(k, x, positive=True, allow_zero=z) for k, x, z in (("quantity", quantity, False), ("arrival_mid", arrival_mid, False),
+         ("spread", spread, True), ("adv", adv, True), ("daily_vol", daily_vol, True))}
+    pred = estimate_slippage(v["quantity"], v["adv"], v["spread"], v["daily_vol"], p["impact_coefficient"])
+    row = (slice_ref, parent_ref, as_utc_iso("time", time), v["quantity"], v["arrival_mid"], v["spread"], v["adv"], v["daily_vol"], pred)
+    with self._lock, transaction(self.conn) as c:
+        c.execute(f"INSERT INTO journal_slices ({', '.join(_SLICE_COLS)}) VALUES ({', '.join('?' * len(_SLICE_COLS))}) "
+                  "ON CONFLICT(slice_ref) DO NOTHING", row)
+    rows, cols = self._rows(f"SELECT {', '.join(_SLICE_COLS)} FROM journal_slices WHERE slice_ref = ?", (slice_ref,))
+    return dict(zip(cols, rows[0]))
+
+# %% ../nbs/04_journal.ipynb #171ca451
+@patch
+def slice_pairs(self:FillJournal, symbol:str|None=None, since=None, until=None) -> pd.DataFrame:
+    "Fills against their slice's arrival: the `slippage_pairs` columns with the slice's mid, spread, ADV, volatility, prediction and `slice_quantity`."
+    w, a = _where(symbol, since, until)
+    f = _frame(self, f"SELECT exec_id, time_utc, symbol, side, quantity, price, order_ref FROM journal_fills{w} ORDER BY time_utc, rowid", a)
+    s = _frame(self, "SELECT s.slice_ref, s.arrival_mid, s.spread, s.adv, s.daily_vol, p.tick_size, p.impact_coefficient, "
+                     "s.predicted_slippage, s.quantity AS slice_quantity FROM journal_slices s "
+                     "JOIN journal_parents p ON p.parent_ref = s.parent_ref", (), ())
+    f["slice_ref"] = f["order_ref"].fillna("").astype(str).str.replace(r":[^:]*$", "", regex=True)
+    df = f.merge(s, on="slice_ref", how="inner", sort=False)
+    df["actual_slippage"] = np.where(df["side"] == "BUY", 1.0, -1.0) * (df["price"].astype(float) - df["arrival_mid"].astype(float))
+    df["participation"] = df["slice_quantity"].astype(float) / df["adv"].astype(float).clip(lower=1.0)
+    return df.drop(columns=["order_ref", "slice_ref"]).reset_index(drop=True)

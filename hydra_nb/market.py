@@ -690,6 +690,7 @@ def _cross_side(self:Market, b:_Book, k:int, buy:bool) -> list[Fill]:
     fills = []
     if buy: flow, levels, book = b.tsell[k], b.buy_lv[::-1], b.buys
     else: flow, levels, book = b.vol[k] - b.tsell[k], b.sell_lv[:], b.sells
+    flow /= self.slippage_multiplier                  # a costlier market also fills resting orders less often
     for L in levels:
         if (L < bid) if buy else (L > ask): break
         for o in list(book.get(L, ())):

@@ -228,6 +228,13 @@ async def _slice(self:OrderManager, qc, side:str, qty:int, parent:str, no:int, b
     return touched, rej
 
 @patch
+def _slice_arrival(self:OrderManager, slice_ref:str, qty:int, snap):
+    "Journal the slice's arrival (the model's own claim is judged against it); a failed write is logged, the order goes on."
+    try: self.broker.register_slice(slice_ref=slice_ref, time=self.broker.now(), quantity=qty, arrival_mid=snap.mid,
+                                    spread=snap.spread, adv=snap.adv, daily_vol=snap.daily_vol)
+    except Exception as e: log.error("could not journal the arrival of slice %s: %s", slice_ref, e)
+
+@patch
 async def _stages(self:OrderManager, qc, side, qty, parent, no, child, k, n_stages, wait, touched, rej):
     "The stage loop of `_slice`; returns the last child."
     s = self.settings
@@ -237,6 +244,7 @@ async def _stages(self:OrderManager, qc, side, qty, parent, no, child, k, n_stag
         if child is None or _never_received(child):
             left = qty - int(round(sum(c.filled for c in touched)))
             if left <= 0: break
+            if not touched: self._slice_arrival(f"{parent}:{no}", left, snap)
             child = await self._place(qc, side, left, child_ref(parent, no, k), price, rej, snap)
             if child is None: break
             touched.append(child)

@@ -19,8 +19,8 @@ from .journal import FillJournal
 from .slippage import UNITS, convert_slippage
 
 # %% auto #0
-__all__ = ['EXACT_BOOTSTRAP_LIMIT', 'DEFAULT_BUCKETS', 'bootstrap_bias_corr', 'fit_impact_coefficient', 'ReconciliationReport',
-           'SlippageReconciler', 'add_cli_arguments', 'fill_summary', 'cli_run']
+__all__ = ['EXACT_BOOTSTRAP_LIMIT', 'BASES', 'DEFAULT_BUCKETS', 'bootstrap_bias_corr', 'fit_impact_coefficient',
+           'ReconciliationReport', 'SlippageReconciler', 'add_cli_arguments', 'fill_summary', 'cli_run']
 
 # %% ../nbs/05_reconcile.ipynb #6a1fb6ed
 def _pairs_in_units(df:pd.DataFrame, units:str) -> tuple[np.ndarray, np.ndarray]:
@@ -141,11 +141,15 @@ def is_calibrated(self:ReconciliationReport, max_bias:float=0.5, min_correlation
 _RECON_COLS = ("quantity", "adv", "spread", "daily_vol", "arrival_mid", "tick_size", "impact_coefficient", "predicted_slippage",
                "actual_slippage")
 
+BASES = ("parent", "slice")
+
 class SlippageReconciler:
     "Compare the journal's predicted and actual slippage; fit the impact coefficient."
     def __init__(self, source, units:str="price", n_boot:int=1000, ci:float=0.95, min_fills:int=10,
-                 bootstrap:str="auto", seed:int|None=0):
+                 bootstrap:str="auto", seed:int|None=0, basis:str="parent"):
         if units not in UNITS: raise ValueError(f"units must be one of {UNITS} (got {units!r})")
+        if basis not in BASES: raise ValueError(f"basis must be one of {BASES} (got {basis!r})")
+        self.basis = basis
         if not 0 < ci < 1: raise ValueError(f"ci must be in (0, 1) (got {ci!r})")
         if int(n_boot) < 0 or int(min_fills) < 2: raise ValueError(f"n_boot must be >= 0 and min_fills >= 2 (got {n_boot}, {min_fills})")
         self.source, self.units, self.n_boot, self.ci, self.min_fills = source, units, int(n_boot), float(ci), int(min_fills)
@@ -159,6 +163,9 @@ class SlippageReconciler:
             if since is not None: df = df[df["time_utc"] >= pd.Timestamp(as_utc_iso("since", since))]
             if until is not None: df = df[df["time_utc"] < pd.Timestamp(as_utc_iso("until", until))]
             return df[df["predicted_slippage"].notna() & df["actual_slippage"].notna()]
+        if self.basis == "slice":                   # each fill against its slice's arrival, the model at the slice's size
+            df = self.source.slice_pairs(symbol=symbol, since=since, until=until)
+            return df.assign(quantity=df["slice_quantity"])[list(_RECON_COLS)]
         return self.source.slippage_pairs(symbol=symbol, since=since, until=until, columns=_RECON_COLS)
 
 # %% ../nbs/05_reconcile.ipynb #9a29cfe9

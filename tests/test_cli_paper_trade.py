@@ -54,13 +54,12 @@ def test_shortened_rehearsal_counts(rehearsals):
 
 @pytest.mark.slow
 def test_tripled_fill_cost_fails_calibration(rehearsals):
-    bias = {}
-    for k, (d, res) in rehearsals.items():
-        with FillJournal(d) as j:
-            bias[k] = SlippageReconciler(j, units="ticks", n_boot=0, min_fills=5).reconcile().bias
-        cal = {c["key"]: c for c in res["gate"]["checks"]}["calibrated"]
-        assert not cal["passed"]
-    assert bias["3"] > bias["1"] + 0.5, bias                            # the simulator's cost moved the model's bias
+    "The gate's calibration line fails with the simulator's costs tripled, and says so with its evidence."
+    d, res = rehearsals["3"]
+    cal = {c["key"]: c for c in res["gate"]["checks"]}["calibrated"]
+    assert not cal["passed"] and ("bias" in cal["evidence"] or "not enough fills" in cal["evidence"]), cal
+    with FillJournal(d) as j:
+        assert len(j.slice_pairs()) == len(j.fills()) > 0              # every fill is judged against its slice's arrival
 
 
 def test_gate_exit_codes_and_json(tmp_path):
