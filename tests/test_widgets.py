@@ -1,0 +1,47 @@
+"""The panel in a real Jupyter kernel (ipykernel, through nbclient): a kernel whose asyncio event loop is already running
+before the first cell and keeps running between cells. `nbdev-test` runs notebooks in IPython's own shell, which runs
+each cell in a loop but not between cells; this test covers the kernel a user actually has (issue 14, item 4).
+
+The button's cycle is scheduled from a cell with no `await` in it (a plain callback, as a click in the browser is) and
+that cell returns while the cycle is still running; the next cell does its own async work (a sleep) and finds the
+cycle further along without having awaited it (the cycle is a task of the kernel's loop, not of the cell that started
+it); the last one awaits its summary."""
+import nbformat
+from nbclient import NotebookClient
+
+CELLS = [
+    """import asyncio, tempfile, time
+from pathlib import Path
+from hydra_nb.config import load_settings
+from hydra_nb.widgets import simulation
+d = Path(tempfile.mkdtemp())
+panel = await simulation(d, settings=load_settings(env={}, cwd=d))""",
+    # a cell without await: the kernel's loop is running under it (ipykernel), and the click only schedules the cycle
+    """loop = asyncio.get_running_loop()
+assert loop.is_running()
+t0 = time.perf_counter()
+panel.run_button.click()
+click_s = time.perf_counter() - t0
+task = panel.task
+assert task is not None and not task.done() and click_s < 0.05, click_s
+kinds_at_click = [k for k, _ in panel.events]""",
+    # the previous cell returned; the loop ran the cycle between the cells, nobody awaited it
+    """await asyncio.sleep(0.3)
+kinds_between = [k for k, _ in panel.events]
+assert kinds_at_click == [], kinds_at_click""",
+    """summary = (await task)[0]
+assert summary["status"] == "done", summary
+kinds = [k for k, _ in panel.events]
+assert kinds[0] == "cycle_start" and kinds[-1] == "cycle_end", kinds
+assert "done" in panel.message.value and not panel.run_button.disabled
+await panel.aclose()
+print("OK", summary["trading_date"], summary["fills"], len(kinds_between))""",
+]
+
+
+def test_panel_cycle_in_a_running_jupyter_kernel(tmp_path):
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in CELLS])
+    NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    out = "".join(o.get("text", "") for o in nb.cells[-1].outputs if o.get("output_type") == "stream")
+    assert out.startswith("OK 2026-10-20"), out
+    assert int(out.split()[-1]) >= 1, out           # the cycle had started on its own before any cell awaited it
