@@ -247,6 +247,7 @@ def add_cli_arguments(p:argparse.ArgumentParser):
     p.add_argument("--since", type=_since_arg, metavar="DATE", help="only fills at or after DATE (UTC date or ISO time with offset)")
     p.add_argument("--reconcile", action="store_true", help="reconcile predicted vs actual slippage and give the calibration verdict")
     p.add_argument("--units", choices=UNITS, default="price", help="units of slippage and of --max-bias (default: price)")
+    p.add_argument("--basis", choices=BASES, default="parent", help="measure each fill against its parent's arrival (default) or its slice's (what the gate judges)")
     p.add_argument("--max-bias", type=float, default=0.5, help="calibrated if |bias| < this, in --units (default 0.5)")
     p.add_argument("--min-correlation", type=float, default=0.3, help="calibrated if correlation > this (default 0.3)")
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for the confidence intervals (default 1000)")
@@ -288,7 +289,7 @@ def cli_run(args) -> int:
             with FillJournal(db) as j:
                 fills = j.fills(symbol=args.symbol, since=args.since)
                 if args.reconcile:
-                    rc = SlippageReconciler(j, units=args.units, n_boot=args.n_boot)
+                    rc = SlippageReconciler(j, units=args.units, n_boot=args.n_boot, basis=args.basis)
                     r = rc.reconcile(args.symbol, args.since)
                     ok, why = r.is_calibrated(args.max_bias, args.min_correlation)
                     if r.sufficient: buckets = rc.by_participation(symbol=args.symbol, since=args.since, max_bias=args.max_bias,
