@@ -287,7 +287,7 @@ class _Session(asyncio.Protocol):
         if self.inbox: self._flow(); self.gw.rr.submit(self)
 
     def _protocol_error(self, e):
-        log.warning("closing %s (client %s): %s", self.peer, self.client_id, e)
+        self.gw.rlog.warning("protocol", "closing %s (client %s): %s", self.peer, self.client_id, e)
         self.abort()
 
     def connection_lost(self, exc):
@@ -530,7 +530,7 @@ FARM_NOTICES = [(2104, "Market data farm connection is OK:usfarm"), (2106, "HMDS
 def _on_handshake(self: GatewaySim, s: _Session, lo: int, hi: int, options: str):
     try: s.sv = negotiate_version(self.server_version, lo, hi)
     except ProtocolError as e:
-        log.warning("refusing %s: %s", s.peer, e); s.abort(); return
+        self.rlog.warning("protocol", "refusing %s: %s", s.peer, e); s.abort(); return
     if self.debug: log.debug("<- handshake v%d..%d %s -> server version %d", lo, hi, options, s.sv)
     s.transport.write(encode_message([s.sv, self.clock.now().astimezone(timezone.utc).strftime("%Y%m%d %H:%M:%S UTC")]))
 
