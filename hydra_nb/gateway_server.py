@@ -27,8 +27,9 @@ from .gateway_messages import (ASK, BID, CLOSE, HIGH, LAST, LOW, OPEN, VOLUME, S
     msg_tick_price, msg_tick_req_params, msg_tick_size)
 
 # %% auto #0
-__all__ = ['log', 'FARM_NOTICES', 'NO_SECDEF', 'MAX_ORDER_ID', 'RateLimitedLog', 'Fields', 'SimPosition', 'Ledger', 'Faults',
-           'GatewaySim', 'handles', 'parse_duration', 'parse_filter_time', 'held_text']
+__all__ = ['log', 'PACING_VIOLATION', 'INBOX_MAX', 'FARM_NOTICES', 'NO_SECDEF', 'MAX_ORDER_ID', 'RateLimitedLog', 'Fields',
+           'SimPosition', 'Ledger', 'Faults', 'HistPacing', 'pacing_problem', 'RoundRobin', 'GatewaySim', 'handles',
+           'parse_duration', 'parse_filter_time', 'held_text']
 
 # %% ../nbs/07d_gateway_server.ipynb #d9f2d44a
 log = logging.getLogger("hydra_nb.gateway_sim")
@@ -205,7 +206,53 @@ def connectivity_lost(self: Faults, seconds: float):
         self.gw._broadcast(msg_error(-1, 1102, "Connectivity between IB and Trader Workstation has been restored - data maintained."))
     asyncio.get_running_loop().call_later(seconds, back)
 
+# %% ../nbs/07d_gateway_server.ipynb #68e76a33
+@dataclass(frozen=True)
+class HistPacing:
+    "IB's pacing of historical data (TWS API, 'Historical Data Limitations'): a request past a limit gets error 162; None turns a rule off."
+    max_open: int = 50                              # simultaneous open requests (every bar size)
+    max_requests: int | None = 60; window: float = 600.0   # no more than 60 requests within any ten minutes (BID_ASK counts twice)
+    same_contract: int | None = None; same_window: float = 2.0   # small bars: six or more for one contract, exchange and tick type in 2 s
+    identical_window: float | None = None           # small bars: an identical request within 15 s
+
+PACING_VIOLATION = "Historical Market Data Service error message:Historical data request pacing violation"
+
+def pacing_problem(p: HistPacing, past: deque, key, ident, weight: int, wall: float, sim: float) -> str | None:
+    "Which rule a request breaks after the requests in `past` [(wall, sim, key, ident, weight)], or None; expired entries are dropped."
+    while past and (wall - past[0][0] >= p.window or sim - past[0][1] >= p.window): past.popleft()
+    def recent(e, span): return wall - e[0] < span and sim - e[1] < span
+    if p.max_requests and sum(e[4] for e in past) + weight > p.max_requests:
+        return f"more than {p.max_requests} requests within {p.window:g} s"
+    if p.same_contract and sum(e[4] for e in past if e[2] == key and recent(e, p.same_window)) + weight >= p.same_contract:
+        return f"{p.same_contract} or more requests for one contract, exchange and tick type within {p.same_window:g} s"
+    if p.identical_window and any(e[3] == ident and recent(e, p.identical_window) for e in past):
+        return f"an identical request within {p.identical_window:g} s"
+    return None
+
+# %% ../nbs/07d_gateway_server.ipynb #bdd445e3
+class RoundRobin:
+    "Serve sessions' queued requests in bounded slices, one session after another, the event loop polled between rounds."
+    def __init__(self, slice_msgs: int = 64, slice_seconds: float = 0.005):
+        self.slice_msgs, self.slice_seconds = int(slice_msgs), float(slice_seconds)
+        self.ready: deque = deque(); self._pending = False
+
+    def submit(self, s):
+        "`s` has requests waiting: serve one slice of them now, unless it already waits for its turn."
+        if not s.queued and s._serve(self.slice_msgs, self.slice_seconds): self._enqueue(s)
+
+    def _enqueue(self, s):
+        s.queued = True; self.ready.append(s)
+        if not self._pending: self._pending = True; asyncio.get_running_loop().call_soon(self._round)
+
+    def _round(self):
+        self._pending = False
+        for _ in range(len(self.ready)):
+            s = self.ready.popleft(); s.queued = False
+            if s._serve(self.slice_msgs, self.slice_seconds): self._enqueue(s)
+
 # %% ../nbs/07d_gateway_server.ipynb #2902b2ff
+INBOX_MAX = 4096                   # requests read from one client and not yet served, past which reading from it pauses
+
 class _Session(asyncio.Protocol):
     def __init__(self, gw: "GatewaySim"):
         self.gw = gw; self.buf = bytearray(); self.transport = None; self.sv = None; self.client_id = None
@@ -214,12 +261,15 @@ class _Session(asyncio.Protocol):
         self.summary: dict[int, list[str]] = {}; self.multi: dict[int, str] = {}; self.pnl: set[int] = set()
         self.pnl_single: dict[int, int] = {}
         self._q: deque = deque(); self._flushing = False; self._flush_task = None
+        self.inbox: deque = deque(); self.queued = False      # requests read, not served yet; waiting for a turn
+        self.write_paused = self.read_paused = False; self.hs_timer = None; self.hist_open = 0
 
     def connection_made(self, transport):
         self.transport = transport; self.peer = transport.get_extra_info("peername")
         if self.gw._refusing():
             self.gw.faults.counts["refused"] += 1; transport.abort(); self.closed = True; return
-        self.gw._sessions.add(self)
+        transport.set_write_buffer_limits(high=self.gw.high_water)
+        self.gw._sessions.add(self); self.gw._watch_handshake(self)
         log.debug("connection from %s", self.peer)
 
     def data_received(self, data):
@@ -231,16 +281,51 @@ class _Session(asyncio.Protocol):
                 if hs is None: return
                 self.gw._on_handshake(self, *hs)
                 if self.closed: return
-            for fields in decode_frames(self.buf):
-                if self.closed: return
-                self.gw._dispatch(self, fields)
-        except ProtocolError as e:
-            log.warning("closing %s (client %s): %s", self.peer, self.client_id, e)
-            self.abort()
+            frames = decode_frames(self.buf)
+            self.inbox.extend(self._admit(frames) if self.gw.hist_pacing is not None else frames)
+        except ProtocolError as e: return self._protocol_error(e)
+        if self.inbox: self._flow(); self.gw.rr.submit(self)
+
+    def _protocol_error(self, e):
+        self.gw.rlog.warning("protocol", "closing %s (client %s): %s", self.peer, self.client_id, e)
+        self.abort()
 
     def connection_lost(self, exc):
+        self.inbox.clear()
         if not self.closed:
             self.closed = True; self.gw._on_lost(self)
+
+# %% ../nbs/07d_gateway_server.ipynb #38dd6a88
+@patch
+def _serve(self: _Session, n: int, seconds: float) -> bool:
+    "Serve up to `n` queued requests, stopping after `seconds`; True if this session has more to serve now."
+    end = time.perf_counter() + seconds
+    try:
+        while n > 0 and self.inbox and not (self.closed or self.write_paused):
+            f = self.inbox.popleft(); n -= 1
+            if f and f[0] == "20": self.hist_open -= 1       # a historical request is open until it is served
+            self.gw._dispatch(self, f)
+            if time.perf_counter() > end: break
+    except ProtocolError as e: self._protocol_error(e); return False
+    self._flow()
+    return bool(self.inbox) and not (self.closed or self.write_paused)
+
+@patch
+def _flow(self: _Session):
+    "Read from the client only while its unread replies are under the high-water mark and fewer than INBOX_MAX requests wait."
+    t = self.transport
+    if self.closed or t is None or t.is_closing(): return
+    want = not self.write_paused and len(self.inbox) < INBOX_MAX
+    if want and self.read_paused: self.read_paused = False; t.resume_reading()
+    elif not want and not self.read_paused: self.read_paused = True; t.pause_reading()
+
+@patch
+def pause_writing(self: _Session): self.write_paused = True; self._flow()
+
+@patch
+def resume_writing(self: _Session):
+    self.write_paused = False; self._flow()
+    if self.inbox: self.gw.rr.submit(self)
 
 # %% ../nbs/07d_gateway_server.ipynb #a4e1b9bd
 @patch
@@ -255,7 +340,15 @@ def send(self: _Session, fields: list):
         if not self._flushing:
             self._flushing = True; self._flush_task = asyncio.get_running_loop().create_task(self._flush())
     else:
-        self.transport.write(data)
+        self._write(data)
+
+@patch
+def _write(self: _Session, data: bytes):
+    "Write to the client; one that lets more than `unread_limit` bytes of replies (streamed quotes, fills) pile up is cut."
+    self.transport.write(data)
+    if self.write_paused and self.transport.get_write_buffer_size() > self.gw.unread_limit:
+        self.gw.rlog.warning("unread", "closing %s (client %s): more than %d bytes of replies unread", self.peer, self.client_id, self.gw.unread_limit)
+        self.abort()
 
 @patch
 async def _flush(self: _Session):
@@ -265,15 +358,32 @@ async def _flush(self: _Session):
             d = due - time.monotonic()
             if d > 0: await asyncio.sleep(d)
             if self.closed: break
-            self._q.popleft(); self.transport.write(data)
+            self._q.popleft(); self._write(data)
     finally:
         self._flushing = False
 
 @patch
 def abort(self: _Session):
     if self.transport is not None and not self.transport.is_closing(): self.transport.abort()
+    self.inbox.clear()
     if not self.closed:
         self.closed = True; self.gw._on_lost(self)
+
+# %% ../nbs/07d_gateway_server.ipynb #b3175184
+@patch
+def _admit(self: _Session, frames: list[list[str]]) -> list[list[str]]:
+    "The frames just read, less the historical requests past IB's limit of open ones (each answered 162 now)."
+    if not any(f and f[0] == "20" for f in frames): return frames
+    out, cap = [], self.gw.hist_pacing.max_open
+    for f in frames:
+        if f and f[0] == "20":
+            if self.hist_open >= cap:
+                rid = int(f[1]) if len(f) > 1 and f[1].isdigit() and len(f[1]) <= 12 else -1
+                self.send(msg_error(rid, 162, f"{PACING_VIOLATION} (more than {cap} simultaneous open requests)", self.sv))
+                continue
+            self.hist_open += 1
+        out.append(f)
+    return out
 
 # %% ../nbs/07d_gateway_server.ipynb #5cf41486
 class GatewaySim:
@@ -282,7 +392,8 @@ class GatewaySim:
                  market: Market | None = None, clock: SimClock | None = None, account: str = "DU1234567",
                  debug: bool = False, time_scale: float | None = None, initial_cash: float = 1_000_000.0,
                  tick_interval: float = 0.05, n_months: int = 3, start_order_id: int = 1, record_wire: bool = False,
-                 instruments=None, master_client_id: int | None = None):
+                 instruments=None, master_client_id: int | None = None, handshake_timeout: float = 5.0,
+                 high_water: int = 1 << 20, unread_limit: int = 64 << 20, hist_pacing: HistPacing | None = HistPacing()):
         if not (MIN_SERVER_VERSION <= int(server_version) <= MAX_SERVER_VERSION):
             raise ValueError(f"server_version must be in {MIN_SERVER_VERSION}..{MAX_SERVER_VERSION}, got {server_version!r}")
         if not (0 <= int(port) <= 65535): raise ValueError(f"port must be in 0..65535, got {port!r}")
@@ -292,9 +403,15 @@ class GatewaySim:
         if int(n_months) < 1: raise ValueError(f"n_months must be >= 1, got {n_months!r}")
         if int(start_order_id) < 1: raise ValueError(f"start_order_id must be >= 1, got {start_order_id!r}")
         if not re.fullmatch(r"[A-Za-z0-9]+", account or ""): raise ValueError(f"account must be alphanumeric, got {account!r}")
+        if not (handshake_timeout > 0 and math.isfinite(handshake_timeout)): raise ValueError(f"handshake_timeout must be > 0 s, got {handshake_timeout!r}")
+        if not (4096 <= int(high_water) < int(unread_limit)):
+            raise ValueError(f"need 4096 <= high_water < unread_limit (bytes), got {high_water!r} and {unread_limit!r}")
         self.host, self.port, self.seed, self.server_version = host, int(port), seed, int(server_version)
         self.account, self.debug, self.tick_interval = account, debug, tick_interval
         self.master_client_id = master_client_id
+        self.handshake_timeout, self.high_water, self.unread_limit = float(handshake_timeout), int(high_water), int(unread_limit)
+        self.hist_pacing, self._hist_past = hist_pacing, {}          # clientId -> its historical requests in IB's pacing windows
+        self.rr = RoundRobin()
         if clock is None:
             clock = market.clock if market is not None and getattr(market, "clock", None) is not None else \
                 SimClock(mode="accelerated" if time_scale else "real", time_scale=time_scale or 1.0)
@@ -413,12 +530,23 @@ FARM_NOTICES = [(2104, "Market data farm connection is OK:usfarm"), (2106, "HMDS
 def _on_handshake(self: GatewaySim, s: _Session, lo: int, hi: int, options: str):
     try: s.sv = negotiate_version(self.server_version, lo, hi)
     except ProtocolError as e:
-        log.warning("refusing %s: %s", s.peer, e); s.abort(); return
+        self.rlog.warning("protocol", "refusing %s: %s", s.peer, e); s.abort(); return
     if self.debug: log.debug("<- handshake v%d..%d %s -> server version %d", lo, hi, options, s.sv)
     s.transport.write(encode_message([s.sv, self.clock.now().astimezone(timezone.utc).strftime("%Y%m%d %H:%M:%S UTC")]))
 
 @patch
+def _watch_handshake(self: GatewaySim, s: _Session):
+    "Close a connection that has not finished its handshake and startApi within `handshake_timeout` seconds."
+    def expire():
+        s.hs_timer = None
+        if s.client_id is None and not s.closed:
+            self.rlog.warning("handshake", "closing %s: no handshake and startApi within %g s", s.peer, self.handshake_timeout)
+            s.abort()
+    s.hs_timer = asyncio.get_running_loop().call_later(self.handshake_timeout, expire)
+
+@patch
 def _on_lost(self: GatewaySim, s: _Session):
+    if s.hs_timer is not None: s.hs_timer.cancel(); s.hs_timer = None
     self._sessions.discard(s)
     for cid in [c for c, v in self._by_client.items() if v is s]: del self._by_client[cid]
     log.debug("connection closed: %s (client %s)", s.peer, s.client_id)
@@ -482,6 +610,7 @@ def _start_api(gw: GatewaySim, s: _Session, fields):
         s.transport.close(); s.closed = True; gw._on_lost(s)
         return
     s.client_id = cid; gw._by_client[cid] = s
+    if s.hs_timer is not None: s.hs_timer.cancel(); s.hs_timer = None
     s.id_floor = gw._next_ids.get(cid, gw._start_id); s.send(msg_next_valid_id(s.id_floor))
     s.send(msg_managed_accounts([gw.account]))
     for code, text in FARM_NOTICES: s.send(msg_error(-1, code, text, s.sv))
@@ -572,6 +701,15 @@ def parse_filter_time(text: str) -> datetime | None:
     except (ValueError, KeyError, OverflowError): raise ProtocolError(f"bad time {text[:60]!r}: not a date, time and known time zone") from None
 
 # %% ../nbs/07d_gateway_server.ipynb #6c121d45
+def _paced(gw: GatewaySim, s: _Session, req_id: int, c, what: str, ident: tuple) -> bool:
+    "Record a historical request under IB's pacing rules; False (and 162 sent) if it breaks one."
+    if gw.hist_pacing is None: return True
+    past, wall, sim = gw._hist_past.setdefault(s.client_id, deque()), time.monotonic(), gw.clock.time()
+    key, w = (c.con_id, c.exchange, what.upper()), 2 if what.upper() == "BID_ASK" else 1
+    why = pacing_problem(gw.hist_pacing, past, key, key + ident, w, wall, sim)
+    if why: s.send(msg_error(req_id, 162, f"{PACING_VIOLATION} ({why})", s.sv)); return False
+    past.append((wall, sim, key, key + ident, w)); return True
+
 @handles(Out.REQ_HISTORICAL_DATA)
 def _req_hist(gw: GatewaySim, s: _Session, fields):
     r = Fields(fields); req_id = r.int(); q = r.contract(); r.bool()
@@ -579,21 +717,20 @@ def _req_hist(gw: GatewaySim, s: _Session, fields):
     c = _one_contract(gw, q)
     if c is None: s.send(msg_error(req_id, 200, NO_SECDEF, s.sv)); return
     if bar_size.strip().lower() not in ("1 day", "1 d", "1day"):
-        s.send(msg_error(req_id, 162, f"Historical Market Data Service error message:the simulator serves daily bars ('1 day') only, not {bar_size!r}", s.sv)); return
+        s.send(msg_error(req_id, 162, f"Historical Market Data Service error message:the simulator serves daily bars ('1 day') only, not {bar_size[:40]!r}", s.sv)); return
     try: n, end_t = parse_duration(duration), parse_filter_time(end)
     except ValueError as e: s.send(msg_error(req_id, 162, f"Historical Market Data Service error message:{e}", s.sv)); return
     now = gw.clock.now().astimezone(timezone.utc)
+    if not _paced(gw, s, req_id, c, what, (bar_size, duration, use_rth, end.strip() or now.date().isoformat())): return
     if end_t is not None and end_t.date() < now.date():          # bars ending on an earlier day
         extra = int(np.busday_count(end_t.date(), now.date()))
         df = gw.market.daily_bars(c.symbol, min(n + extra + 1, 10_000))
         df = df[df.index.date <= end_t.date()].iloc[-n:]
     else:
         df = gw.market.daily_bars(c.symbol, n)
-    bars = []
-    for ts, row in df.iterrows():
-        d = ts.strftime("%Y%m%d") if hasattr(ts, "strftime") else str(ts)
-        o, h, l, cl, v = (float(row[k]) for k in ("open", "high", "low", "close", "volume"))
-        bars.append((d, o, h, l, cl, v, round((h + l + cl) / 3, 10), max(int(v) // 4, 1)))
+    days = df.index.strftime("%Y%m%d") if hasattr(df.index, "strftime") else df.index.astype(str)
+    ohlcv = df[["open", "high", "low", "close", "volume"]].to_numpy(float).tolist()
+    bars = [(d, o, h, l, cl, v, round((h + l + cl) / 3, 10), max(int(v) // 4, 1)) for d, (o, h, l, cl, v) in zip(days, ohlcv)]
     stop = min(end_t, now) if end_t is not None else now
     start = f"{bars[0][0]} 00:00:00" if bars else stop.strftime("%Y%m%d %H:%M:%S")
     s.send(msg_historical_data(req_id, start, stop.strftime("%Y%m%d %H:%M:%S"), bars))
