@@ -20,7 +20,6 @@ def _common() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
     p.add_argument("--settings", metavar="PATH", default=argparse.SUPPRESS,
                    help="settings file (else $HYDRA_SETTINGS, else ./settings.ini, else package defaults)")
-    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show the traceback of an error instead of one line")
     return p
 
 def settings_from_args(args) -> Settings:
@@ -65,11 +64,9 @@ def status(args) -> int:
     return 0
 
 def schedule_warnings(s:Settings) -> list[str]:
-    "Why the daily cycle's time would leave orders outside a symbol's liquid session (exchange hours as the simulator models them)."
-    from hydra_nb.market import DEFAULT_INSTRUMENTS
-    from hydra_nb.runner import schedule_problems
-    hours = {k: [(x.open, x.close, i.time_zone) for x in i.sessions if x.liquid] for k, i in DEFAULT_INSTRUMENTS.items()}
-    return schedule_problems(s, hours)
+    "Why the daily cycle's time would leave orders outside a symbol's liquid session (the exchanges' published hours)."
+    from .config import schedule_problems
+    return schedule_problems(s)
 
 # %% ../nbs/90_cli.ipynb #3504206c
 def _breakers(s:Settings):
@@ -235,7 +232,14 @@ def build_parser(command:str|None=None) -> argparse.ArgumentParser:
         if name == command:
             adder, _ = _load(name)
             if adder: adder(sp)
+            _add_debug(sp)
+    _add_debug(p)
     return p
+
+def _add_debug(p):
+    "`--debug`: the traceback of an error instead of one line (a subcommand's own --debug, e.g. gateway-sim's, also means it)."
+    if not any("--debug" in a.option_strings for a in p._actions):
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show the traceback of an error instead of one line")
 
 def main(argv=None) -> int:
     "Entry point of the `hydra` console script."

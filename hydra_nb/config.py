@@ -8,16 +8,17 @@ Docs: https://hydra-nb.github.io/hydra-nb/config.html.md"""
 from __future__ import annotations
 import configparser, dataclasses, enum, math, os, re
 from dataclasses import dataclass, field, fields
-from datetime import time as dtime
+from datetime import date, datetime, time as dtime, timedelta
 from pathlib import Path
 from typing import Any, Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 # %% auto #0
-__all__ = ['PAPER_PORTS', 'LIVE_PORTS', 'SECTIONS', 'ENV_OVERRIDES', 'SettingsError', 'UnsafeConfigError', 'TradingMode',
-           'PortKind', 'classify_port', 'check_port_safety', 'IBSettings', 'TradingSettings', 'RiskSettings',
-           'OrderSettings', 'ScheduleSettings', 'AgentSettings', 'RunnerSettings', 'PathsSettings', 'parse_value',
-           'Settings', 'find_settings_file', 'load_settings', 'settings_ini']
+__all__ = ['PAPER_PORTS', 'LIVE_PORTS', 'SECTIONS', 'ENV_OVERRIDES', 'LIQUID_HOURS', 'SettingsError', 'UnsafeConfigError',
+           'TradingMode', 'PortKind', 'classify_port', 'check_port_safety', 'IBSettings', 'TradingSettings',
+           'RiskSettings', 'OrderSettings', 'ScheduleSettings', 'AgentSettings', 'RunnerSettings', 'PathsSettings',
+           'parse_value', 'Settings', 'find_settings_file', 'load_settings', 'cycle_horizon', 'schedule_problems',
+           'settings_ini']
 
 # %% ../nbs/00_config.ipynb #3491ad25
 class SettingsError(ValueError):
@@ -308,6 +309,51 @@ def _check_client_ids(ib:IBSettings, source):
     ids = [ib.client_id, ib.diagnostics_client_id, ib.cli_client_id]
     if len(set(ids)) != 3:
         raise SettingsError("client_id, diagnostics_client_id and cli_client_id must be distinct", source, "ib", "client_id", ids)
+
+# %% ../nbs/00_config.ipynb #9e25ef12
+# the liquid (day) sessions of the default symbols as the exchanges publish them, local time: for the pre-flight check
+# before any connection (the runner checks IB's own liquidHours at each cycle; the simulator's instruments must agree)
+LIQUID_HOURS = {"ZO": [(dtime(8, 30), dtime(13, 20), "America/Chicago")],          # (its 19:00-07:45 overnight session is thin)
+                "HE": [(dtime(8, 30), dtime(13, 5), "America/Chicago")]}
+
+def cycle_horizon(orders:OrderSettings) -> timedelta:
+    "The longest a cycle's orders may take: the TWAP horizon with its jitter, plus the patience steps and the cross of the last slice."
+    twap = orders.twap_duration_minutes*60*(1 + orders.twap_jitter)
+    return timedelta(seconds=twap + orders.patience_seconds*(orders.patience_steps + 1))
+
+# %% ../nbs/00_config.ipynb #8de0207c
+def _cycle_on(day:date, at:dtime, tz:str) -> datetime: return datetime.combine(day, at, tzinfo=ZoneInfo(tz))
+
+def _window_problem(sym, start:datetime, end:datetime, sessions) -> str|None:
+    for o, c, tz in sessions:
+        s0 = start.astimezone(ZoneInfo(tz))
+        op, cl = datetime.combine(s0.date(), o, s0.tzinfo), datetime.combine(s0.date(), c, s0.tzinfo)
+        if cl <= op: cl += timedelta(days=1)
+        if op <= start and end <= cl: return None
+    hours = ", ".join(f"{o:%H:%M}-{c:%H:%M} {tz}" for o, c, tz in sessions)
+    return f"{sym}: a cycle from {start:%H:%M} to {end:%H:%M} {start.tzname()} is not inside a liquid session ({hours or 'none'})"
+
+def _starts(sessions, horizon:timedelta) -> str:
+    "The start times that keep `horizon` inside one of `sessions`, as text."
+    out = []
+    for o, c, tz in sessions:
+        op, cl = datetime.combine(date(2026, 1, 7), o), datetime.combine(date(2026, 1, 7), c)
+        if cl <= op: cl += timedelta(days=1)
+        if cl - horizon >= op: out.append(f"{o:%H:%M}-{cl - horizon:%H:%M} {tz}")
+    return " or ".join(out) or "no start time (the horizon is longer than every session)"
+
+def schedule_problems(settings:Settings, liquid_hours:Mapping|None=None, day:date|None=None) -> list[str]:
+    "Why the daily cycle's time cannot keep its orders inside each traded symbol's liquid session (empty: it can)."
+    sc, liquid_hours = settings.schedule, LIQUID_HOURS if liquid_hours is None else liquid_hours
+    day = day or date(2026, 1, 7)                  # a Wednesday; the check is about the time of day
+    start = _cycle_on(day, sc.daily_cycle_time, sc.timezone)
+    end = start + cycle_horizon(settings.orders)
+    out = []
+    for sym in settings.trading.symbols:
+        if sym not in liquid_hours: out.append(f"{sym}: no session hours known"); continue
+        p = _window_problem(sym, start, end, liquid_hours[sym])
+        if p: out.append(p + f": set [schedule] daily_cycle_time within {_starts(liquid_hours[sym], end - start)}")
+    return out
 
 # %% ../nbs/00_config.ipynb #9d8bf270
 def settings_ini(s:Settings|None=None) -> str:

@@ -64,7 +64,7 @@ def test_tripled_fill_cost_fails_calibration(rehearsals):
 
 def test_gate_exit_codes_and_json(tmp_path):
     r = run("gate", "--state-dir", str(tmp_path / "nowhere"))
-    assert r.returncode == 1 and "no state database" in r.stdout and r.stdout.count("FAIL") == 6
+    assert r.returncode == 1 and "no state database" in r.stdout and r.stdout.count("\nFAIL  ") == 6
     r = run("gate", "--json", "--state-dir", str(tmp_path / "nowhere"))
     d = json.loads(r.stdout)
     assert r.returncode == 1 and d["passed"] is False and len(d["checks"]) == 6

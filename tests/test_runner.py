@@ -127,3 +127,11 @@ async def test_no_connection_fails_the_cycle_with_its_reason(tmp_path):
         assert r.cycle_row(date(2026, 10, 19))["attempts"] == 1
     finally:
         r.close(); r.journal.close()
+
+
+def test_the_published_liquid_hours_agree_with_the_simulators_instruments():
+    "`hydra status` checks the schedule against config.LIQUID_HOURS without importing the simulator: the two must not drift."
+    from hydra_nb.config import LIQUID_HOURS
+    from hydra_nb.market import DEFAULT_INSTRUMENTS
+    sim = {k: sorted((x.open, x.close, i.time_zone) for x in i.sessions if x.liquid) for k, i in DEFAULT_INSTRUMENTS.items()}
+    assert {k: sorted(v) for k, v in LIQUID_HOURS.items()} == sim
