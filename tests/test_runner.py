@@ -16,13 +16,13 @@ MONDAY_0900_CT = datetime(2026, 10, 19, 14, 0, tzinfo=timezone.utc)
 FAST = dict(patience_seconds=6.0, twap_duration_minutes=3.0)
 
 
-def settings(d, **risk):
-    st = load_settings(env={}, cwd=d).replace("paths", state_dir=Path(d)).replace("orders", **FAST)
+def settings(d, orders=None, **risk):
+    st = load_settings(env={}, cwd=d).replace("paths", state_dir=Path(d)).replace("orders", **{**FAST, **(orders or {})})
     return st.replace("risk", max_position=1.0, **risk)
 
 
-async def runner_on(gw, d, **risk):
-    st = sim_settings(settings(d, **risk), gw.port)
+async def runner_on(gw, d, orders=None, **risk):
+    st = sim_settings(settings(d, orders, **risk), gw.port)
     b = BrokerGateway(st, journal=FillJournal(d), clock=gw.clock, backoff_initial=0.05)
     r = PaperTradingRunner(st, broker=b)
     await r.start()
@@ -70,19 +70,22 @@ async def test_a_restart_finishes_a_decided_target_without_trading_it_twice(tmp_
     clock = SimClock(mode="accelerated", start=MONDAY_0900_CT, time_scale=60)
     day = date(2026, 10, 19)
     async with GatewaySim(port=0, seed=4, clock=clock) as gw:
-        r1 = await runner_on(gw, tmp_path)
+        twap = dict(twap_participation_threshold=0.002)          # ZO's target is sliced: there is a mid-way to stop in
+        r1 = await runner_on(gw, tmp_path, twap)
         plan = asyncio.get_running_loop().create_future()
         r1.listeners.append(lambda kind, p: plan.done() or kind != "target" or not p["quantity"] or plan.set_result(p))
         task = asyncio.create_task(r1.run_cycle())
         first = await asyncio.wait_for(plan, 60)
-        await asyncio.sleep(0.3)                         # its first child is at the gateway
-        task.cancel()                                    # the process "dies" mid-cycle: no cleanup of what IB has
+        for _ in range(3000):                            # its first child is at the gateway
+            if any(r.startswith(first["parent_ref"] + ":") for r in gw_refs(gw)): break
+            await asyncio.sleep(0.005)
+        task.cancel()                                    # the cycle is stopped mid-way (a kill is tests/test_runner_crash.py)
         with pytest.raises(asyncio.CancelledError): await task
         r1.broker.ib.disconnect(); r1.close(); r1.journal.close()
         with FillJournal(tmp_path) as j:
             rows = dict(j.conn.execute("SELECT symbol, status FROM runner_targets").fetchall())
         assert "routing" in rows.values(), rows
-        r2 = await runner_on(gw, tmp_path)
+        r2 = await runner_on(gw, tmp_path, twap)
         try:
             s = await r2.run_cycle(day)
             assert s["status"] == "done", s
