@@ -52,7 +52,7 @@ ARROWS = {
     "broker":    {"journal"},
     "orders":    {"risk"},                                        # never broker: only through RiskGate
     "runner":    {"orders", "broker", "journal", "agent", "models"},
-    "reports":   {"journal", "reconcile", "drift", "agent"},
+    "reports":   {"journal", "reconcile", "drift", "agent", "gate"},   # the gate checklist in both reports
     "gate":      {"journal", "reconcile", "drift", "agent"},
     "widgets":   ANY,
     "cli":       ANY,
