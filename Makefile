@@ -17,6 +17,7 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/hydra status
+	$(BIN)/python reports/demo.py
 
 test: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash .ci/test.sh
