@@ -5,6 +5,13 @@ cd "$(dirname "$0")/.."
 
 snapshot() { find nbs hydra_nb -type f \( -name '*.ipynb' -o -name '*.py' \) -not -path '*/.ipynb_checkpoints/*' -print0 | sort -z | xargs -0 sha256sum; }
 
+# tests/test_reports.py opens the rendered reports in headless Chromium: Debian's package, installed here when missing
+if [ ! -x /usr/bin/chromium ]; then
+  echo "== installing Debian's chromium for the report tests"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q chromium
+fi
+
 echo "== 1/4 nbdev-clean leaves no change"
 before=$(snapshot); nbdev-clean; after=$(snapshot)
 if [ "$before" != "$after" ]; then

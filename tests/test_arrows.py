@@ -52,8 +52,8 @@ ARROWS = {
     "broker":    {"journal"},
     "orders":    {"risk"},                                        # never broker: only through RiskGate
     "runner":    {"orders", "risk", "broker", "journal", "agent", "models"},   # it wires the gate that claims the broker
-    "rehearsal": {"runner", "broker", "journal", "agent", "market", GATEWAY, "gate"},   # above the runner, like cli
-    "reports":   {"journal", "reconcile", "drift", "agent"},
+    "rehearsal": {"runner", "broker", "journal", "agent", "market", GATEWAY, "gate", "reports"},   # above the runner, like cli
+    "reports":   {"journal", "reconcile", "drift", "agent", "gate"},   # the gate checklist in both reports
     "gate":      {"journal", "reconcile", "drift", "agent"},
     "widgets":   ANY,
     "cli":       ANY,

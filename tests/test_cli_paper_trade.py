@@ -26,7 +26,7 @@ def rehearsals(tmp_path_factory):
     for bias in ("1", "3"):
         d = base / f"bias{bias}"
         r = run("paper-trade", "--sim", "--days", "8", "--seed", "11", "--slippage-bias", bias, "--no-progress", "--json",
-                "--state-dir", str(d), env={"HYDRA_STATE_DIR": str(base / "unused")})
+                "--state-dir", str(d), *(["--no-reports"] if bias != "1" else []), env={"HYDRA_STATE_DIR": str(base / "unused")})
         assert r.returncode == 0, r.stderr[-3000:]
         out[bias] = (d, json.loads(r.stdout))
     return out
@@ -50,6 +50,10 @@ def test_shortened_rehearsal_counts(rehearsals):
     assert not res["gate"]["passed"]
     assert not checks["days"]["passed"] and checks["days"]["value"] == 8.0     # 8 of the 28 days the gate asks for
     assert checks["reconnect"]["passed"] and checks["errors"]["passed"]
+    # what make demo prints at the end: the last day's daily report and each week's weekly report, rendered
+    reps = res["reports"]
+    assert [r["kind"] for r in reps] == ["daily", "weekly", "weekly"] and all(r["ok"] for r in reps), reps
+    assert reps[0]["as_of"] == "2026-10-28" and all(Path(r["html"]).is_file() and Path(r["html"]).parent == d / "reports" for r in reps)
 
 
 @pytest.mark.slow
