@@ -598,9 +598,14 @@ async def _resync(self:BrokerGateway, reconnected:bool) -> int:
     since = self._resync_since()
     flt = ExecutionFilter(clientId=self.client_id)
     if since is not None: flt.time = since.astimezone(timezone.utc).strftime("%Y%m%d-%H:%M:%S")
+    before = {c.ref: (c.status, c.filled) for c in self._children.values()}
     for t in ib.trades(): self._child_of(t)
     fills = await asyncio.wait_for(ib.reqExecutionsAsync(flt), to)
     for f in fills: new += self._take_fill(f)
+    for c in self._children.values():                       # what IB says of a child now, if it changed while we were away
+        if before.get(c.ref) != (c.status, c.filled):
+            self.recorder.order_event(c.ref, c.order_id or None, c.perm_id or None, c.status, c.filled, c.remaining,
+                                      c.avg_price, self.now(), "learned at resync")
     known = {t.order.orderRef for t in ib.trades() if t.order.orderRef}
     for c in self._children.values():
         if reconnected and not c.done and c.ref not in known and not c.execs and c.status == "PendingSubmit" and not c.perm_id:

@@ -169,7 +169,8 @@ class Panel:
             d = Path(source).expanduser()
             if not state_db_path(d).exists(): raise FileNotFoundError(f"no hydra state database in {d} (expected {state_db_path(d)})")
             self.runner = self.broker = None
-            self.settings = (settings if settings is not None else load_settings()).replace("paths", state_dir=d)
+            own = d/"settings.ini"                       # a rehearsal leaves the settings it ran with beside its state
+            self.settings = (settings if settings is not None else load_settings(own if own.is_file() else None)).replace("paths", state_dir=d)
             self._journal = FillJournal(d)
             self.conn = self._journal.conn
             self.breakers = CircuitBreakerManager.from_settings(self.settings.risk, db=self.conn)
@@ -242,6 +243,21 @@ def refresh(self:Panel) -> Panel:
     with self.figure.batch_update():
         for tr, col in zip(self.figure.data, ("actual", "model")): tr.x, tr.y = list(c.time_utc), list(c[col])
     return self
+
+# %% ../nbs/17_widgets.ipynb #ba79aefd
+@patch
+def to_html(self:Panel) -> str:
+    "The panel as it is now, as one self-contained static HTML page."
+    fig = go.Figure(self.figure).to_html(full_html=False, include_plotlyjs=True)
+    btn = lambda b, bg: f"<button style='margin:0 6px 8px 0;padding:4px 12px;border:1px solid #999;border-radius:3px;background:{bg}'>{html.escape(b.description)}</button>"
+    buttons = btn(self.refresh_button, "#eee") + btn(self.run_button, "#eee") + btn(self.kill_button, "#f8d7da") + btn(self.resume_button, "#d4edda")
+    box = lambda *parts: "<div style='display:flex;gap:16px;align-items:flex-start'>" + "".join(f"<div>{x}</div>" for x in parts) + "</div>"
+    body = (box(self.title.value, self.state_html.value) + buttons + self.message.value + self.activity.value
+            + box(self.orders_html.value + self.fills_html.value, self.breakers_html.value + self.connection_html.value)
+            + box(self.agent_html.value, self.champion_html.value) + fig)
+    return ("<!doctype html><html><head><meta charset='utf-8'><title>hydra panel</title><style>body{font:13px sans-serif;margin:16px}"
+            "table{border-collapse:collapse;font-size:12px}td,th{padding:2px 6px;border-bottom:1px solid #ddd}</style></head>"
+            f"<body>{body}</body></html>")
 
 # %% ../nbs/17_widgets.ipynb #e64321b0
 @patch

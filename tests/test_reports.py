@@ -8,12 +8,10 @@ from pathlib import Path
 import pytest
 from hydra_nb import reports as R
 from hydra_nb.rehearsal import Scenario, rehearse
+from browser import browse
 
 pytestmark = pytest.mark.slow
-CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = R.OUTPUT_DIR/"test-artifacts"
-CHROME_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync",
-               "--no-first-run"]
 HYDRA = Path(sys.executable).with_name("hydra")
 
 
@@ -30,36 +28,6 @@ def state(tmp_path_factory):
 def rendered(state, tmp_path_factory):
     out = tmp_path_factory.mktemp("reports")
     return {k: R.run_report(k, state_dir=state, output=out) for k in ("daily", "weekly")}
-
-
-def browse(html:Path, screenshot:Path|None=None) -> dict:
-    "Open `html` in headless Chromium with a fresh profile; every request that is not the file itself is refused and recorded."
-    from playwright.sync_api import sync_playwright
-    assert Path(CHROMIUM).exists(), f"{CHROMIUM} missing: .ci/test.sh installs Debian's chromium"
-    out = dict(errors=[], external=[])
-    with sync_playwright() as pw, tempfile.TemporaryDirectory() as profile:
-        ctx = pw.chromium.launch_persistent_context(profile, executable_path=CHROMIUM, headless=True, args=CHROME_ARGS,
-                                                    viewport=dict(width=1280, height=1000))
-        try:
-            page = ctx.new_page()
-            page.on("pageerror", lambda e: out["errors"].append(str(e)))
-            def route(r):
-                if r.request.url.startswith(("file:", "data:", "blob:")): return r.continue_()
-                out["external"].append(r.request.url); return r.abort()
-            page.route("**/*", route)
-            page.goto(html.as_uri())
-            page.wait_for_selector(".js-plotly-plot .main-svg", timeout=60_000)
-            page.wait_for_load_state("load")
-            out["plots"] = page.locator(".js-plotly-plot").count()
-            out["rendered"] = page.evaluate("[...document.querySelectorAll('.js-plotly-plot')].filter(p => p.querySelector('.main-svg')).length")
-            out["points"] = page.locator(".js-plotly-plot .scatterlayer .point").count()
-            out["title"] = page.title()
-            if screenshot is not None:
-                screenshot.parent.mkdir(parents=True, exist_ok=True)
-                page.screenshot(path=str(screenshot), full_page=False)
-        finally:
-            ctx.close()
-    return out
 
 
 def db(state, sql, args=()):
