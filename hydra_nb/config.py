@@ -343,16 +343,16 @@ def _starts(sessions, horizon:timedelta) -> str:
     return " or ".join(out) or "no start time (the horizon is longer than every session)"
 
 def schedule_problems(settings:Settings, liquid_hours:Mapping|None=None, day:date|None=None) -> list[str]:
-    "Why the daily cycle's time cannot keep its orders inside each traded symbol's liquid session (empty: it can)."
+    "Why the daily cycle's time cannot keep its orders inside each traded symbol's liquid session (empty: it can), on `day` or any week of a year."
     sc, liquid_hours = settings.schedule, LIQUID_HOURS if liquid_hours is None else liquid_hours
-    day = day or date(2026, 1, 7)                  # a Wednesday; the check is about the time of day
-    start = _cycle_on(day, sc.daily_cycle_time, sc.timezone)
-    end = start + cycle_horizon(settings.orders)
-    out = []
+    days = [day] if day else [date(2026, 1, 7) + timedelta(weeks=w) for w in range(52)]   # Wednesdays: both DST changes, and the weeks between
+    horizon, out = cycle_horizon(settings.orders), []
     for sym in settings.trading.symbols:
         if sym not in liquid_hours: out.append(f"{sym}: no session hours known"); continue
-        p = _window_problem(sym, start, end, liquid_hours[sym])
-        if p: out.append(p + f": set [schedule] daily_cycle_time within {_starts(liquid_hours[sym], end - start)}")
+        bad = [(d, p) for d in days if (p := _window_problem(sym, (t := _cycle_on(d, sc.daily_cycle_time, sc.timezone)), t + horizon, liquid_hours[sym]))]
+        if bad:
+            when = f" (in {len(bad)} of {len(days)} weeks, first {bad[0][0]})" if len(bad) < len(days) else ""
+            out.append(bad[0][1] + when + f": set [schedule] daily_cycle_time within {_starts(liquid_hours[sym], horizon)}")
     return out
 
 # %% ../nbs/00_config.ipynb #9d8bf270

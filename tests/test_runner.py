@@ -104,6 +104,20 @@ async def test_a_restart_finishes_a_decided_target_without_trading_it_twice(tmp_
             await r2.stop()
 
 
+async def test_two_callers_of_one_day_run_one_cycle(tmp_path):
+    "The panel's button and the scheduler (or a cell) at once: the second waits for the first and finds the day done."
+    clock = SimClock(mode="accelerated", start=MONDAY_0900_CT, time_scale=60)
+    async with GatewaySim(port=0, seed=6, clock=clock) as gw:
+        r = await runner_on(gw, tmp_path)
+        try:
+            a, b = await asyncio.gather(r.run_cycle(), r.run_cycle())
+            assert a["status"] == "done" and b.get("skipped") == "already done", (a, b)
+            assert r.cycle_row(date(2026, 10, 19))["attempts"] == 1
+            refs = gw_refs(gw); assert len(refs) == len(set(refs))
+        finally:
+            await r.stop()
+
+
 async def test_a_closed_market_is_recorded_and_the_next_cycle_runs(tmp_path):
     "At 14:00 Chicago both ZO and HE are closed: the cycle fails as market_closed, decides nothing, and the next day trades."
     clock = SimClock(mode="accelerated", start=datetime(2026, 10, 19, 19, 0, tzinfo=timezone.utc), time_scale=60)
