@@ -1,6 +1,6 @@
 """The runner over a real socket: the seed's `runner_daily_cycle` on the embedded gateway, a cycle keyed by its trading
 date (rerun, restart with a decided target, a closed market, no connection), and the rehearsal's own counts."""
-import asyncio, json
+import asyncio, contextlib, json
 from datetime import date, datetime, timezone
 from pathlib import Path
 import pytest
@@ -33,36 +33,40 @@ def gw_refs(gw, client_id=1):
     return [o.order_ref for o in gw.orders.values() if o.client_id == client_id]
 
 
+@contextlib.asynccontextmanager
+async def running(d, seed, start=MONDAY_0900_CT, **kw):
+    "A started runner on an embedded gateway (accelerated clock from `start`): yields (gateway, runner); stops both."
+    async with GatewaySim(port=0, seed=seed, clock=SimClock(mode="accelerated", start=start, time_scale=60)) as gw:
+        r = await runner_on(gw, d, **kw)
+        try: yield gw, r
+        finally: await r.stop()
+
+
 async def test_runner_daily_cycle_over_the_embedded_gateway(tmp_path):
     "Connection checked, account read into the breakers, one agent cycle per symbol, targets routed, fills journaled."
-    clock = SimClock(mode="accelerated", start=MONDAY_0900_CT, time_scale=60)
-    async with GatewaySim(port=0, seed=3, clock=clock) as gw:
-        r = await runner_on(gw, tmp_path)
-        try:
-            s = await r.run_cycle()
-            day = date(2026, 10, 19)
-            assert s["status"] == "done" and s["trading_date"] == str(day), s
-            assert s["equity"] == pytest.approx(1_000_000, rel=1e-3) and s["trading_state"] == "ACTIVE"
-            assert set(s["agent"]) == {"ZO", "HE"} and all(a["champion"] == 1 for a in s["agent"].values())
-            agent_rows = r.conn.execute("SELECT name, COUNT(*) FROM agent_cycles GROUP BY name").fetchall()
-            assert dict(agent_rows) == {"HE": 1, "ZO": 1}
-            t = r.targets(day)
-            traded = [sym for sym, row in t.items() if row["quantity"]]
-            assert traded, t
-            for sym in traded:
-                assert t[sym]["status"] == "done" and t[sym]["parent_ref"] == parent_ref_for(day, sym)
-                assert abs(t[sym]["target"]) <= 6                     # [runner] max_contracts
-            fills = r.journal.fills()
-            gw_execs = {e.exec_id for e in gw.executions() if e.client_id == 1}
-            assert set(fills.exec_id) == gw_execs and s["fills"] == len(fills) > 0
-            assert r.cycles().iloc[0].status == "done"
-            # the breakers' period advanced once for the day, and a second run of the day trades nothing
-            period = r.breakers.period
-            n_orders = len(gw_refs(gw))
-            again = await r.run_cycle(day)
-            assert again["skipped"] == "already done" and len(gw_refs(gw)) == n_orders and r.breakers.period == period
-        finally:
-            await r.stop()
+    async with running(tmp_path, 3) as (gw, r):
+        s = await r.run_cycle()
+        day = date(2026, 10, 19)
+        assert s["status"] == "done" and s["trading_date"] == str(day), s
+        assert s["equity"] == pytest.approx(1_000_000, rel=1e-3) and s["trading_state"] == "ACTIVE"
+        assert set(s["agent"]) == {"ZO", "HE"} and all(a["champion"] == 1 for a in s["agent"].values())
+        agent_rows = r.conn.execute("SELECT name, COUNT(*) FROM agent_cycles GROUP BY name").fetchall()
+        assert dict(agent_rows) == {"HE": 1, "ZO": 1}
+        t = r.targets(day)
+        traded = [sym for sym, row in t.items() if row["quantity"]]
+        assert traded, t
+        for sym in traded:
+            assert t[sym]["status"] == "done" and t[sym]["parent_ref"] == parent_ref_for(day, sym)
+            assert abs(t[sym]["target"]) <= 6                     # [runner] max_contracts
+        fills = r.journal.fills()
+        gw_execs = {e.exec_id for e in gw.executions() if e.client_id == 1}
+        assert set(fills.exec_id) == gw_execs and s["fills"] == len(fills) > 0
+        assert r.cycles().iloc[0].status == "done"
+        # the breakers' period advanced once for the day, and a second run of the day trades nothing
+        period = r.breakers.period
+        n_orders = len(gw_refs(gw))
+        again = await r.run_cycle(day)
+        assert again["skipped"] == "already done" and len(gw_refs(gw)) == n_orders and r.breakers.period == period
 
 
 async def test_a_restart_finishes_a_decided_target_without_trading_it_twice(tmp_path):
@@ -106,32 +110,22 @@ async def test_a_restart_finishes_a_decided_target_without_trading_it_twice(tmp_
 
 async def test_two_callers_of_one_day_run_one_cycle(tmp_path):
     "The panel's button and the scheduler (or a cell) at once: the second waits for the first and finds the day done."
-    clock = SimClock(mode="accelerated", start=MONDAY_0900_CT, time_scale=60)
-    async with GatewaySim(port=0, seed=6, clock=clock) as gw:
-        r = await runner_on(gw, tmp_path)
-        try:
-            a, b = await asyncio.gather(r.run_cycle(), r.run_cycle())
-            assert a["status"] == "done" and b.get("skipped") == "already done", (a, b)
-            assert r.cycle_row(date(2026, 10, 19))["attempts"] == 1
-            refs = gw_refs(gw); assert len(refs) == len(set(refs))
-        finally:
-            await r.stop()
+    async with running(tmp_path, 6) as (gw, r):
+        a, b = await asyncio.gather(r.run_cycle(), r.run_cycle())
+        assert a["status"] == "done" and b.get("skipped") == "already done", (a, b)
+        assert r.cycle_row(date(2026, 10, 19))["attempts"] == 1
+        refs = gw_refs(gw); assert len(refs) == len(set(refs))
 
 
 async def test_a_closed_market_is_recorded_and_the_next_cycle_runs(tmp_path):
     "At 14:00 Chicago both ZO and HE are closed: the cycle fails as market_closed, decides nothing, and the next day trades."
-    clock = SimClock(mode="accelerated", start=datetime(2026, 10, 19, 19, 0, tzinfo=timezone.utc), time_scale=60)
-    async with GatewaySim(port=0, seed=5, clock=clock) as gw:
-        r = await runner_on(gw, tmp_path)
-        try:
-            s = await r.run_cycle()
-            assert s["status"] == "failed" and s["failure"] == "market_closed", s
-            assert "ZO" in s["reason"] and "HE" in s["reason"] and r.targets(date(2026, 10, 19)) == {}
-            assert gw_refs(gw) == []
-            out = await r.run_days(1, settle=0.1)              # the next cycle: Tuesday 09:00
-            assert out[0]["trading_date"] == "2026-10-20" and out[0]["status"] == "done", out[0]
-        finally:
-            await r.stop()
+    async with running(tmp_path, 5, start=datetime(2026, 10, 19, 19, 0, tzinfo=timezone.utc)) as (gw, r):
+        s = await r.run_cycle()
+        assert s["status"] == "failed" and s["failure"] == "market_closed", s
+        assert "ZO" in s["reason"] and "HE" in s["reason"] and r.targets(date(2026, 10, 19)) == {}
+        assert gw_refs(gw) == []
+        out = await r.run_days(1, settle=0.1)              # the next cycle: Tuesday 09:00
+        assert out[0]["trading_date"] == "2026-10-20" and out[0]["status"] == "done", out[0]
 
 
 async def test_no_connection_fails_the_cycle_with_its_reason(tmp_path):
