@@ -30,8 +30,8 @@ def spec(cluster):
 
 
 def worker_pids(cluster):
-    with distributed.Client(cluster.scheduler_address, set_as_default=False) as c:
-        return set(c.run(os.getpid).values())
+    "The worker processes' pids, from the cluster's nannies (a second client's handshake is flaky while the workers are busy)."
+    return {w.pid for w in cluster.workers.values()}
 
 
 def _bars():
@@ -92,7 +92,7 @@ def test_cycles_on_dask_equal_the_local_process_pool(tmp_path, cluster, spec):
 
 def slow_experiment(*args):
     "Top-level stand-in for a training run that overruns the cycle's timeout (Dask cannot interrupt it)."
-    time.sleep(3)
+    time.sleep(6)
 
 
 def failing_experiment(*args):
@@ -116,7 +116,7 @@ def test_timeout_on_dask_is_reported_and_the_cluster_executor_kept(tmp_path, clu
     r = agent.run_cycle(bars.iloc[:FIRST + 1])
     took = time.perf_counter() - t
     assert r.phase is Phase.EXPERIMENT and "did not finish within the timeout" in r.reason, r.reason
-    assert [e["status"] for e in r.experiments] == ["timeout", "timeout"] and took < 2.5, took
+    assert [e["status"] for e in r.experiments] == ["timeout", "timeout"] and took < 5, took   # it did not wait for the 6 s
     assert agent._executor is ex and not agent._owns_executor       # kept: no fallback to a local pool, nothing killed
     assert worker_pids(cluster) == pids                             # the cluster's workers were not terminated
     # the next cycle runs on the same cluster (once the overrunning experiments give their threads back)
@@ -131,14 +131,14 @@ def test_timeout_on_dask_is_reported_and_the_cluster_executor_kept(tmp_path, clu
 
 async def test_async_timeout_and_failure_on_dask(tmp_path, cluster, spec):
     ex = executor_from_spec(spec, connect_timeout=5)
-    bars, reg, agent = _drifting_agent(tmp_path, ex, timeout=1.0)
+    bars, reg, agent = _drifting_agent(tmp_path, ex, timeout=30.0)     # the workers may still be busy with an earlier test's overrun
     agent.experiment_fn = failing_experiment
     r = await agent.run_cycle_async(bars.iloc[:FIRST + 1])
     assert r.phase is Phase.EXPERIMENT and r.action == "none" and "RuntimeError: training diverged" in r.reason, r.reason
     agent.experiment_fn, agent.cfg = slow_experiment, AgentConfig(timeout=1.0, retry_after=0)
     t = time.perf_counter()
     r = await agent.run_cycle_async(bars.iloc[:FIRST + 2])
-    assert time.perf_counter() - t < 2.5 and [e["status"] for e in r.experiments] == ["timeout", "timeout"], r.reason
+    assert time.perf_counter() - t < 5 and [e["status"] for e in r.experiments] == ["timeout", "timeout"], r.reason
     assert agent._executor is ex
     assert reg.champion().version == 1
     ex.shutdown(cancel_futures=True); reg.close()
