@@ -37,10 +37,11 @@ def test_shortened_rehearsal_counts(rehearsals):
     d, res = rehearsals["1"]
     assert res["days"] == 8 and Path(res["state_dir"]) == d
     with FillJournal(d) as j:
-        cyc = j.conn.execute("SELECT status, failure FROM runner_cycles ORDER BY trading_date").fetchall()
+        cyc = j.conn.execute("SELECT status, failure, trading_date, reason FROM runner_cycles ORDER BY trading_date").fetchall()
+        events = j.conn.execute("SELECT time_utc, kind, detail FROM broker_connection_events ORDER BY id").fetchall()
         fills = j.fills()
         agent = j.conn.execute("SELECT COUNT(*) FROM agent_cycles").fetchone()[0]
-    assert len(cyc) == 8 and all(s == "done" or f in ("market_closed", "rejected") for s, f in cyc), cyc
+    assert len(cyc) == 8 and all(s == "done" or f in ("market_closed", "rejected") for s, f, *_ in cyc), (cyc, events)
     assert len(fills) == res["counts"]["executions"] > 8             # every execution at the gateway is journaled, once
     assert fills.exec_id.is_unique
     assert agent == 16                                               # one agent cycle per symbol and day
