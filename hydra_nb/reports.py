@@ -837,9 +837,9 @@ def run_report(kind:str, state_dir=None, as_of=None, symbols=None, output=None, 
     import nbformat, papermill as pm
     if kind not in KINDS: raise ValueError(f"kind must be one of {sorted(KINDS)} (got {kind!r})")
     t0 = time.perf_counter()
-    state_dir = Path(state_dir).expanduser() if state_dir else (settings or load_settings()).state_dir
+    state_dir = (Path(state_dir).expanduser() if state_dir else (settings or load_settings()).state_dir).resolve()
     day = parse_day(as_of) or default_as_of(state_dir)
-    out = Path(output or OUTPUT_DIR).expanduser(); out.mkdir(parents=True, exist_ok=True)
+    out = Path(output or OUTPUT_DIR).expanduser().resolve(); out.mkdir(parents=True, exist_ok=True)   # the kernel runs in `out`
     stem = unique_stem(out, f"{KINDS[kind]}_{day}")
     nb_out, html, js = out/f"{stem}.ipynb", out/f"{stem}.html", out/f"{stem}.json"
     params = dict(state_dir=str(state_dir), as_of=str(day), symbols=",".join(_symbols(symbols)), output_dir=str(out), key_figures_path=str(js))
