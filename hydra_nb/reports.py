@@ -392,12 +392,15 @@ def _connections(conn, since:date, until:date) -> pd.DataFrame:
                  (as_utc_iso("since", since), as_utc_iso("until", until)), columns=("time_utc", "client_id", "kind", "detail"))
 
 # %% ../nbs/16_reports.ipynb #d1461f67
-def daily_data(state_dir, as_of=None, symbols=None, n_boot:int=1000) -> Daily:
-    "Read what the daily monitor of `as_of` (default: the last cycled date) shows from `state_dir`."
+def _window(state_dir, as_of, symbols) -> tuple:
+    "(start time, state dir, symbols, the as-of day, the day after, (journal, exists)): what both reports read first."
     t0, state_dir, syms = time.perf_counter(), Path(state_dir).expanduser(), _symbols(symbols)
     day = parse_day(as_of) or default_as_of(state_dir)
-    nxt = day + timedelta(days=1)
-    j, exists = open_state(state_dir)
+    return t0, state_dir, syms, day, day + timedelta(days=1), open_state(state_dir)
+
+def daily_data(state_dir, as_of=None, symbols=None, n_boot:int=1000) -> Daily:
+    "Read what the daily monitor of `as_of` (default: the last cycled date) shows from `state_dir`."
+    t0, state_dir, syms, day, nxt, (j, exists) = _window(state_dir, as_of, symbols)
     try:
         fills = fills_view(_only(j.fills(since=day, until=nxt), syms))
         pairs = load_pairs(j.conn, until=nxt, symbols=syms)
@@ -456,13 +459,13 @@ def residual_section(d:Daily): return enough(len(d.pairs)) or fig_residuals(d.pa
 def calibration_section(d:Daily): return enough(d.calibration.n) or fig_calibration(d.calibration)
 
 def calibration_table(d:Daily):
-    "The gate's calibration verdict and the reconciliation by participation bucket."
+    "The reconciler's verdict on every fill against its parent's arrival, and by participation bucket (the gate judges slices: see its checklist)."
     r = d.calibration
     if not r.sufficient: return notice(f"not enough fills yet ({r.n} of {r.min_fills})")
     ok, why = r.is_calibrated()
     t = d.buckets.assign(bucket=bucket_labels()[:len(d.buckets)])[["bucket", "n", "mean_predicted", "mean_actual", "bias", "rmse", "correlation", "calibrated"]]
     return (t.style.hide(axis="index").format({c: "{:+.3f}" for c in ("mean_predicted", "mean_actual", "bias")} | {"rmse": "{:.3f}", "correlation": "{:.3f}"}, na_rep="")
-             .set_caption(f"{'CALIBRATED' if ok else 'NOT CALIBRATED'} (ticks): {why}; k fitted {r.impact_coefficient:.3g} "
+             .set_caption(f"{'CALIBRATED' if ok else 'NOT CALIBRATED'} (ticks, each fill against its parent's arrival, drift included): {why}; k fitted {r.impact_coefficient:.3g} "
                           f"[{r.impact_coefficient_ci[0]:.3g}, {r.impact_coefficient_ci[1]:.3g}] on {r.n_fit} fills, "
                           f"predictions used {r.model_impact_coefficient:.3g}, settings {d.configured_k:g}"))
 
@@ -624,10 +627,7 @@ def week_table(cyc, pairs, fills, parents, rej, agent, hyp, conn_ev, n_boot:int=
 # %% ../nbs/16_reports.ipynb #f614b782
 def weekly_data(state_dir, as_of=None, symbols=None, n_boot:int=1000) -> Weekly:
     "Read what the weekly review up to `as_of` (default: the last cycled date) shows from `state_dir`."
-    t0, state_dir, syms = time.perf_counter(), Path(state_dir).expanduser(), _symbols(symbols)
-    day = parse_day(as_of) or default_as_of(state_dir)
-    nxt = day + timedelta(days=1)
-    j, exists = open_state(state_dir)
+    t0, state_dir, syms, day, nxt, (j, exists) = _window(state_dir, as_of, symbols)
     try:
         cyc = load_cycles(j.conn, until=day)
         fills = _only(j.fills(until=nxt), syms)
