@@ -14,11 +14,11 @@ from typing import Any, Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 # %% auto #0
-__all__ = ['PAPER_PORTS', 'LIVE_PORTS', 'SECTIONS', 'ENV_OVERRIDES', 'LIQUID_HOURS', 'SettingsError', 'UnsafeConfigError',
-           'TradingMode', 'PortKind', 'classify_port', 'check_port_safety', 'IBSettings', 'TradingSettings',
-           'RiskSettings', 'OrderSettings', 'ScheduleSettings', 'AgentSettings', 'RunnerSettings', 'PathsSettings',
-           'parse_value', 'Settings', 'find_settings_file', 'load_settings', 'cycle_horizon', 'schedule_problems',
-           'settings_ini']
+__all__ = ['PAPER_PORTS', 'LIVE_PORTS', 'SECTIONS', 'ENV_OVERRIDES', 'DEFAULT_INSTRUMENT_SETTINGS', 'LIQUID_HOURS',
+           'SettingsError', 'UnsafeConfigError', 'TradingMode', 'PortKind', 'classify_port', 'check_port_safety',
+           'IBSettings', 'TradingSettings', 'RiskSettings', 'OrderSettings', 'ScheduleSettings', 'AgentSettings',
+           'RunnerSettings', 'PathsSettings', 'InstrumentSettings', 'instrument_symbol', 'parse_value', 'Settings',
+           'find_settings_file', 'load_settings', 'cycle_horizon', 'schedule_problems', 'settings_ini']
 
 # %% ../nbs/00_config.ipynb #3491ad25
 class SettingsError(ValueError):
@@ -162,6 +162,27 @@ SECTIONS = dict(ib=IBSettings, trading=TradingSettings, risk=RiskSettings, order
 ENV_OVERRIDES = {"IB_GATEWAY_HOST": ("ib", "host"), "IB_GATEWAY_PORT": ("ib", "port"),
                  "HYDRA_TRADING_MODE": ("trading", "mode"), "HYDRA_STATE_DIR": ("paths", "state_dir")}
 
+# %% ../nbs/00_config.ipynb #c45aaefb
+_INSTRUMENT_SECTION = re.compile(r"instrument\.([A-Z0-9][A-Z0-9._-]{0,15})")
+
+def _sec_type(v): return v == "FUT" or "must be FUT: orders go on one month's contract (a CONTFUT is never traded)"
+
+@dataclass(frozen=True)
+class InstrumentSettings:
+    exchange: str = _opt("", doc="IB exchange of the contract (CBOT, CME, ...); empty = any")
+    currency: str = _opt("USD", doc="currency of the contract")
+    trading_class: str = _opt("", doc="IB trading class (tells apart products sharing a symbol); empty = any")
+    multiplier: str = _opt("", lambda v: v == "" or (v.replace(".", "", 1).isdigit() and float(v) > 0) or "must be a positive number or empty",
+                           "contract multiplier as IB lists it; empty = any")
+    sec_type: str = _opt("FUT", _sec_type, "security type (FUT)")
+
+DEFAULT_INSTRUMENT_SETTINGS = {"ZO": InstrumentSettings("CBOT", "USD", "ZO"), "HE": InstrumentSettings("CME", "USD", "HE")}
+
+def instrument_symbol(section:str) -> str|None:
+    "The symbol of an `[instrument.SYM]` section name, else None."
+    m = _INSTRUMENT_SECTION.fullmatch(section)
+    return m[1] if m else None
+
 # %% ../nbs/00_config.ipynb #4fb66f13
 def _convert(tp:str, raw:str):
     "Convert `raw` to the field type `tp` (a string: this module uses postponed annotations)."
@@ -188,17 +209,24 @@ def _convert(tp:str, raw:str):
     if tp == "str": return s
     raise TypeError(f"no parser for settings type {tp!r}")
 
+def _schema(section:str):
+    "The settings class of a section: one of `SECTIONS`, or `InstrumentSettings` for `[instrument.SYM]`."
+    if section in SECTIONS: return SECTIONS[section]
+    if instrument_symbol(section): return InstrumentSettings
+    return None
+
 def _field(section, key):
-    for f in fields(SECTIONS[section]):
+    for f in fields(_schema(section)):
         if f.name == key: return f
     raise KeyError(key)
 
 def parse_value(section:str, key:str, raw:str, source:str="settings"):
     "Convert and validate one raw string setting; raise `SettingsError` naming where it came from."
-    if section not in SECTIONS: raise SettingsError(f"unknown section; known: {sorted(SECTIONS)}", source, section)
+    if _schema(section) is None:
+        raise SettingsError(f"unknown section; known: {sorted(SECTIONS)} and instrument.SYM (SYM upper case)", source, section)
     try: f = _field(section, key)
     except KeyError:
-        known = [f.name for f in fields(SECTIONS[section])]
+        known = [f.name for f in fields(_schema(section))]
         raise SettingsError(f"unknown key; known keys: {', '.join(known)}", source, section, key) from None
     try: v = _convert(f.type, raw)
     except ValueError as e:
@@ -225,10 +253,15 @@ class Settings:
     sources: Mapping[tuple[str, str], str] = field(default_factory=dict, compare=False)
     settings_file: Path|None = None
     live_confirmed: bool = False
+    instruments: Mapping[str, InstrumentSettings] = field(default_factory=lambda: dict(DEFAULT_INSTRUMENT_SETTINGS), hash=False)
 
     def source(self, section:str, key:str) -> str:
         "Where a value came from: 'default', a file path, or 'env:NAME'."
         return self.sources.get((section, key), "default")
+
+    def instrument(self, symbol:str) -> InstrumentSettings:
+        "How IB identifies `symbol`: its `[instrument.SYM]` section, else any exchange, USD, any class."
+        return self.instruments.get(symbol.strip().upper(), InstrumentSettings())
 
     @property
     def state_dir(self) -> Path:
@@ -256,8 +289,10 @@ class Settings:
 
     def rows(self) -> list[tuple[str, str, str, str]]:
         "(section, key, value, source) for every setting."
-        return [(s, f.name, _fmt(getattr(getattr(self, s), f.name)), self.source(s, f.name))
-                for s in SECTIONS for f in fields(SECTIONS[s])]
+        out = [(s, f.name, _fmt(getattr(getattr(self, s), f.name)), self.source(s, f.name))
+               for s in SECTIONS for f in fields(SECTIONS[s])]
+        return out + [(f"instrument.{sym}", f.name, _fmt(getattr(spec, f.name)), self.source(f"instrument.{sym}", f.name))
+                      for sym, spec in sorted(self.instruments.items()) for f in fields(InstrumentSettings)]
 
 def _fmt(v) -> str:
     if isinstance(v, enum.Enum): return v.value
@@ -303,7 +338,14 @@ def load_settings(path=None, env:Mapping[str, str]|None=None, cwd=None) -> Setti
         raise SettingsError("must be true or false", "environment variable HYDRA_LIVE_CONFIRMED", value=raw_conf)
     secs = {s: cls(**values[s]) for s, cls in SECTIONS.items()}
     _check_client_ids(secs["ib"], str(f) if f else "defaults")
-    return Settings(**secs, sources=sources, settings_file=f, live_confirmed=raw_conf in _TRUE)
+    return Settings(**secs, sources=sources, settings_file=f, live_confirmed=raw_conf in _TRUE, instruments=_instruments(values))
+
+def _instruments(values:dict) -> dict[str, InstrumentSettings]:
+    "The shipped symbols' identities, each `[instrument.SYM]` section of the file laid over its symbol's default."
+    out = dict(DEFAULT_INSTRUMENT_SETTINGS)
+    for sec, vals in values.items():
+        if (sym := instrument_symbol(sec)): out[sym] = dataclasses.replace(out.get(sym, InstrumentSettings()), **vals)
+    return out
 
 def _check_client_ids(ib:IBSettings, source):
     ids = [ib.client_id, ib.diagnostics_client_id, ib.cli_client_id]
@@ -361,10 +403,12 @@ def settings_ini(s:Settings|None=None) -> str:
     s = s or Settings()
     out = ["# hydra-nb operator settings. Environment overrides: " + ", ".join(ENV_OVERRIDES) +
            "; HYDRA_LIVE_CONFIRMED=true is required (in the environment only) for live trading.", ""]
-    for sec, cls in SECTIONS.items():
+    secs = [(sec, cls, getattr(s, sec)) for sec, cls in SECTIONS.items()]
+    secs += [(f"instrument.{sym}", InstrumentSettings, spec) for sym, spec in sorted(s.instruments.items())]
+    for sec, cls, v in secs:
         out.append(f"[{sec}]")
         for f in fields(cls):
             if f.metadata.get("doc"): out.append(f"# {f.metadata['doc']}")
-            out.append(f"{f.name} = {_fmt(getattr(getattr(s, sec), f.name))}")
+            out.append(f"{f.name} = {_fmt(getattr(v, f.name))}")
         out.append("")
     return "\n".join(out)
