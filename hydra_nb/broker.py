@@ -19,9 +19,9 @@ from .core import ensure_schema, parent_ref_of, to_utc_iso, transaction, utcnow
 from .journal import FillJournal, FillRecord, risk_decision_row
 
 # %% auto #0
-__all__ = ['log', 'DONE_STATES', 'FARM_CODES', 'BrokerError', 'NotConnected', 'TradingSession', 'QualifiedContract',
-           'MarketSnapshot', 'AccountState', 'ChildOrder', 'WriteBehindRecorder', 'BrokerGateway', 'sim_settings',
-           'front_month', 'bar_stats']
+__all__ = ['log', 'DONE_STATES', 'FARM_CODES', 'ORDER_OVER_CODES', 'BrokerError', 'NotConnected', 'TradingSession',
+           'QualifiedContract', 'MarketSnapshot', 'AccountState', 'ChildOrder', 'WriteBehindRecorder', 'BrokerGateway',
+           'sim_settings', 'front_month', 'instrument_query', 'one_product', 'bar_stats']
 
 # %% ../nbs/08_broker.ipynb #8f83259d
 log = logging.getLogger("hydra_nb.broker")
@@ -367,6 +367,7 @@ async def __aexit__(self:BrokerGateway, *exc): await self.disconnect()
 
 # %% ../nbs/08_broker.ipynb #6359a67d
 FARM_CODES = frozenset({2103, 2104, 2105, 2106, 2107, 2108, 2110, 2119, 2157, 2158})
+ORDER_OVER_CODES = frozenset({104, 161, 10148})   # can't modify a filled order; cancel of an order not in a cancellable state
 
 @patch
 def _set_ready(self:BrokerGateway):
@@ -385,12 +386,15 @@ def _on_error(self:BrokerGateway, req_id, code, msg, contract=None):
         if self._synced or self._reconnect_task is None or self._reconnect_task.done():   # mid-reconnect: that loop resyncs
             asyncio.ensure_future(self._safe_resync(f"after {code}"))
     elif code in FARM_CODES: log.info("IB notice %d: %s", code, msg)
+    elif code == 200 and self._by_order_id(req_id) is None: self._secdef_error = msg    # a contract request IB could not match
     elif req_id is not None and req_id > 0:
         c = self._by_order_id(req_id)
         if c is None: return
         acked = bool(c.perm_id) or c.status != "PendingSubmit" or bool(c.execs)
         if code == 100 and not acked:                                # IB dropped the placement: the order never arrived
             c.status, c.error = "Inactive", f"never received: IB pacing violation (100): {msg}"; c.pulse()
+        elif code in ORDER_OVER_CODES:                          # a modify or cancel of an order IB has finished: its fills tell the rest
+            c.error = f"IB error {code}: {msg}"; c.pulse()
         elif code == 202 or (code == 10147 and acked):           # IB confirms the cancel / has nothing working under that id
             if not c.done: c.status = "Cancelled"
             if code == 10147: c.error = f"IB error {code}: {msg}"
@@ -633,7 +637,31 @@ def front_month(details:list, today:date, roll_days:int=5):
         if (exp - today).days > roll_days: return d
     return None
 
+# %% ../nbs/08_broker.ipynb #978991a4
+def instrument_query(symbol:str, spec) -> Future:
+    "The ib_async query for `symbol` as its `InstrumentSettings` names it (empty fields: any)."
+    return Future(symbol=symbol, exchange=spec.exchange, currency=spec.currency, tradingClass=spec.trading_class,
+                  multiplier=spec.multiplier)
+
+def _product(d) -> tuple:
+    c = d.contract
+    return (c.symbol, c.exchange, c.tradingClass, c.multiplier, c.currency)
+
+def one_product(details:list, symbol:str) -> list:
+    "`details` if they are months of one product; else `BrokerError` naming each candidate product."
+    products = sorted({_product(d) for d in details})
+    if len(products) <= 1: return details
+    names = "; ".join(f"{s} on {e} (trading class {tc}, multiplier {m}, {cur})" for s, e, tc, m, cur in products)
+    raise BrokerError(f"ambiguous contract {symbol!r}: IB lists {len(products)} products under it: {names}; "
+                      f"name one in [instrument.{symbol}] (exchange, trading_class, multiplier)")
+
 # %% ../nbs/08_broker.ipynb #472b1c18
+def _asked(q) -> str:
+    "What a contract query asked for, as text."
+    parts = [f"conId {q.conId}" if q.conId else "", q.secType, q.exchange and f"on {q.exchange}", q.tradingClass and f"class {q.tradingClass}",
+             q.multiplier and f"multiplier {q.multiplier}", q.currency]
+    return "asked for " + " ".join(p for p in parts if p)
+
 @patch
 async def qualify(self:BrokerGateway, what) -> QualifiedContract:
     "A symbol ('ZO'), a CONTFUT or a month's contract -> the `QualifiedContract` to trade today."
@@ -642,7 +670,7 @@ async def qualify(self:BrokerGateway, what) -> QualifiedContract:
     if isinstance(what, str):
         sym = what.strip().upper()
         if not sym: raise ValueError("symbol must be a non-empty string")
-        query = Future(symbol=sym)
+        query = instrument_query(sym, self.settings.instrument(sym))
     elif isinstance(what, Contract):
         sym = what.symbol
         query = Future(conId=what.conId, exchange=what.exchange) if what.secType == "FUT" and what.conId else Future(symbol=sym, exchange=what.exchange)
@@ -650,11 +678,13 @@ async def qualify(self:BrokerGateway, what) -> QualifiedContract:
     key = (query.conId or sym, today)
     if key in self._qualified: return self._qualified[key]
     if not self.ib.isConnected(): raise NotConnected(f"cannot qualify {sym or query.conId}: not connected")
+    self._secdef_error = None
     details = await asyncio.wait_for(self.ib.reqContractDetailsAsync(query), self.settings.ib.request_timeout)
-    d = details[0] if query.conId and details else front_month(details, today, self.roll_days)
+    d = details[0] if query.conId and details else front_month(one_product(details, sym), today, self.roll_days)
     if d is None:
         raise BrokerError(f"unknown symbol {sym or query.conId!r}: IB lists no futures month for it"
-                          + ("" if not details else f" expiring more than {self.roll_days} days after {today}"))
+                          + (f" ({_asked(query)}; IB error 200: {self._secdef_error})" if not details else
+                             f" expiring more than {self.roll_days} days after {today}"))
     c = d.contract
     qc = QualifiedContract(Future(conId=c.conId, symbol=c.symbol, exchange=c.exchange, currency=c.currency,
                                   lastTradeDateOrContractMonth=c.lastTradeDateOrContractMonth, multiplier=c.multiplier,

@@ -25,8 +25,11 @@ class FutureContract:
     con_id: int; symbol: str; exchange: str; currency: str; multiplier: float; tick: float
     expiry: str; local_symbol: str; long_name: str = ""; trading_hours: str = ""; time_zone: str = "America/Chicago"
     liquid_hours: str = ""          # IB's liquidHours (the day session); tradingHours lists every session
+    trading_class: str = ""         # IB's tradingClass; empty: the symbol (as for CBOT oats, ZO)
     @property
     def month(self) -> str: return self.expiry[:6]
+    @property
+    def ib_trading_class(self) -> str: return self.trading_class or self.symbol
     @property
     def multiplier_text(self) -> str: return fmt_field(float(self.multiplier))
 
@@ -97,7 +100,7 @@ def match_contracts(contracts: list[FutureContract], q: ContractQuery) -> list[F
         if q.con_id and c.con_id != q.con_id: return False
         if q.symbol and q.symbol.upper() != c.symbol: return False
         if q.local_symbol and q.local_symbol.upper() != c.local_symbol: return False
-        if q.trading_class and q.trading_class.upper() != c.symbol: return False
+        if q.trading_class and q.trading_class.upper() != c.ib_trading_class: return False
         if q.exchange and q.exchange.upper() not in (c.exchange, "SMART"): return False
         if q.currency and q.currency.upper() != c.currency: return False
         if q.multiplier and float(q.multiplier) != c.multiplier: return False

@@ -62,12 +62,12 @@ def msg_current_time(epoch: int) -> list: return [In.CURRENT_TIME, 1, int(epoch)
 # %% ../nbs/07b_gateway_messages.ipynb #b950c755
 def _contract12(c: FutureContract, sec_type="FUT") -> list:
     "conId .. tradingClass in the order of openOrder / execution / position messages (exchange included)."
-    return [c.con_id, c.symbol, sec_type, c.expiry, 0.0, "", c.multiplier_text, c.exchange, c.currency, c.local_symbol, c.symbol]
+    return [c.con_id, c.symbol, sec_type, c.expiry, 0.0, "", c.multiplier_text, c.exchange, c.currency, c.local_symbol, c.ib_trading_class]
 
 def msg_contract_details(req_id: int, c: FutureContract, sv: int = DEFAULT_SERVER_VERSION, sec_type: str = "FUT") -> list:
     "CONTRACT_DATA for a futures month (no version field from 164)."
     f = [In.CONTRACT_DATA] + ([8] if sv < 164 else [])
-    f += [req_id, c.symbol, sec_type, c.expiry, 0.0, "", c.exchange, c.currency, c.local_symbol, c.symbol, c.symbol,
+    f += [req_id, c.symbol, sec_type, c.expiry, 0.0, "", c.exchange, c.currency, c.local_symbol, c.symbol, c.ib_trading_class,
           c.con_id, c.tick]
     f += [c.multiplier_text, "LMT", c.exchange, 1, 0, c.long_name, "", c.month, "", "", "", c.time_zone,
           c.trading_hours, c.liquid_hours or c.trading_hours, "", "", 0]   # tradingHours, liquidHours, evRule, evMultiplier, secIdList count
@@ -204,7 +204,7 @@ def msg_account_value(key: str, value, currency: str, account: str) -> list:
 def msg_portfolio(c: FutureContract, qty, price, value, avg_cost, unrealized, realized, account) -> list:
     "PORTFOLIO_VALUE version 8: the contract without exchange but with primaryExchange."
     return [In.PORTFOLIO_VALUE, 8, c.con_id, c.symbol, "FUT", c.expiry, 0.0, "", c.multiplier_text, "", c.currency,
-            c.local_symbol, c.symbol, qty, price, value, avg_cost, unrealized, realized, account]
+            c.local_symbol, c.ib_trading_class, qty, price, value, avg_cost, unrealized, realized, account]
 def msg_account_time(t: datetime) -> list: return [In.ACCT_UPDATE_TIME, 1, t.astimezone(timezone.utc).strftime("%H:%M")]
 def msg_account_download_end(account: str) -> list: return [In.ACCT_DOWNLOAD_END, 1, account]
 def msg_account_summary(req_id, account, tag, value, currency) -> list:

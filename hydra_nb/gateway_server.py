@@ -439,7 +439,7 @@ class GatewaySim:
 
     def _refresh_contracts(self, today: date):
         "List the months current on `today` (an expired front month rolls off); keep every conId ever listed known."
-        self.contracts = listed_contracts(self.market.instruments, today, self.n_months)
+        self.contracts = listed_contracts(self.market.instruments, today, self.n_months) + list(getattr(self, "listing_only", ()))
         for c in self.contracts: self._by_con.setdefault(c.con_id, c)
         self._listed_on = today
 
@@ -645,8 +645,15 @@ def _req_contract_data(gw: GatewaySim, s: _Session, fields):
     s.send(msg_contract_details_end(req_id))
 
 def _one_contract(gw: GatewaySim, q: ContractQuery) -> FutureContract | None:
-    found = match_contracts(gw.contracts, q)
+    found = [c for c in match_contracts(gw.contracts, q) if c not in getattr(gw, "listing_only", ())]
     return found[0] if len(found) == 1 else None
+
+# %% ../nbs/07d_gateway_server.ipynb #e85400cc
+@patch
+def list_product(self: GatewaySim, *contracts: FutureContract):
+    "List months of another product (contract details only: the simulator has no book for them)."
+    self.listing_only = tuple(getattr(self, "listing_only", ())) + contracts
+    self._refresh_contracts(self._listed_on)
 
 # %% ../nbs/07d_gateway_server.ipynb #197c1dc2
 _EXTRA = ((HIGH, "high"), (LOW, "low"), (CLOSE, "close"), (OPEN, "open"))
@@ -864,7 +871,7 @@ def _place_checked(gw: GatewaySim, s: _Session, oid: int, r: Fields):
     _oca, account, _oc, _origin, ref = r.s(), r.s(), r.s(), r.s(), r.s()
     old = gw._orders.get((s.client_id, oid))
     if old is not None:
-        if old.done: s.send(msg_error(oid, 103, "Duplicate order id", s.sv)); return
+        if old.done: return _refuse_done(s, old)
         return _modify(gw, s, old, q, action, qty, otype, lmt)
     if oid < s.id_floor: s.send(msg_error(oid, 103, f"Duplicate order id: {oid} is below the next valid id {s.id_floor}", s.sv)); return
     c = _one_contract(gw, q)
@@ -932,6 +939,11 @@ def _release_held(self: GatewaySim):
     for o, at in [v for v in self._held.values() if v[1] <= now or v[0].done]: self._release(o)
 
 # %% ../nbs/07d_gateway_server.ipynb #4ff48f68
+def _refuse_done(s: _Session, o: SimOrder):
+    "IB's answer to a modify of an order that is over: 104 for a filled one, 105 for one cancelled or rejected."
+    if o.status == "Filled": s.send(msg_error(o.order_id, 104, "Cannot modify a filled order.", s.sv))
+    else: s.send(msg_error(o.order_id, 105, f"Order being modified does not match original order. The order is {o.status}.", s.sv))
+
 def _modify(gw: GatewaySim, s: _Session, o: SimOrder, q: ContractQuery, action, qty, otype, lmt):
     if otype != "LMT":
         s.send(msg_error(o.order_id, 329, "Order modify failed. Cannot change to the new order type.", s.sv)); return
@@ -963,8 +975,9 @@ def _cancel(gw: GatewaySim, o: SimOrder):
 def _cancel_order(gw: GatewaySim, s: _Session, fields):
     r = Fields(fields); r.int(); oid = r.int()
     o = gw._orders.get((s.client_id, oid))
-    if o is None or o.done:
-        s.send(msg_error(oid, 10147, f"OrderId {oid} that needs to be cancelled is not found.", s.sv)); return
+    if o is None: s.send(msg_error(oid, 10147, f"OrderId {oid} that needs to be cancelled is not found.", s.sv)); return
+    if o.done:
+        s.send(msg_error(oid, 161, f"Cancel attempted when order is not in a cancellable state. Order permId ={o.perm_id}", s.sv)); return
     _cancel(gw, o)
 
 @handles(Out.REQ_GLOBAL_CANCEL)
