@@ -285,7 +285,7 @@ async def test_executions_after_reconnect_with_filters(gateway):
 
 
 # -- errors ------------------------------------------------------------------------------------------------------
-async def test_error_codes_103_200_201(gateway):
+async def test_error_codes_105_200_201(gateway):
     async with session(gateway) as ib:
         errs = errors_of(ib)
         c = fut(gateway, "HE")
@@ -295,7 +295,8 @@ async def test_error_codes_103_200_201(gateway):
         ib.cancelOrder(t1.order)
         await until(lambda: t1.orderStatus.status == "Cancelled")
         ib.client.placeOrder(t1.order.orderId, c, LimitOrder("BUY", 1, ticks(q.bid, -10, "HE")))
-        await until(lambda: any(e[1] == 103 and e[0] == t1.order.orderId for e in errs), what="103")
+        await until(lambda: any(e[1] == 105 and e[0] == t1.order.orderId for e in errs), what="105")   # a modify of a cancelled order
+        assert not any(e[1] == 103 for e in errs)
         t2 = ib.placeOrder(Future("XX", "202703", exchange="CBOT"), LimitOrder("BUY", 1, 1.0))
         await until(lambda: any(e[1] == 200 and e[0] == t2.order.orderId for e in errs), what="200")
         for kind in ("MKT", "STP", "STP LMT", "MIDPRICE"):

@@ -148,8 +148,8 @@ def test_ibapi_orders_executions_positions_account(gw_thread):
         app.cancelOrder(oid, OrderCancel())
         app.wait(lambda: any(e[:2] == (oid, 202) for e in app.of("error")), what="202")
         assert [a[1] for a in app.of("orderStatus") if a[0] == oid][-1] == "Cancelled"
-        app.placeOrder(oid, c, lmt("BUY", 1, q.bid))                              # reuse of a done id
-        app.wait(lambda: any(e[:2] == (oid, 103) for e in app.of("error")), what="103")
+        app.placeOrder(oid, c, lmt("BUY", 1, q.bid))                              # a modify of a cancelled order: 105
+        app.wait(lambda: any(e[:2] == (oid, 105) for e in app.of("error")), what="105")
         app.placeOrder(oid + 1, c, lmt("BUY", 1, q.ask, kind="STP"))
         app.wait(lambda: any(e[:2] == (oid + 1, 201) for e in app.of("error")), what="201")
         app.placeOrder(oid + 2, c, lmt("BUY", 4, round(q.ask + 0.25, 3)))        # marketable: fills now
