@@ -97,8 +97,13 @@ class QualifiedContract:
     tick_size: float
     multiplier: float
     session: TradingSession
+    price_magnifier: float = 1.0          # IB's ContractDetails.priceMagnifier: money = price / price_magnifier x multiplier
     @property
     def con_id(self) -> int: return self.contract.conId
+    @property
+    def point_value(self) -> float:
+        "Account currency per contract per 1.0 of IB's quoted price (multiplier / priceMagnifier)."
+        return self.multiplier / self.price_magnifier
 
 @dataclass(frozen=True)
 class MarketSnapshot:
@@ -114,6 +119,9 @@ class MarketSnapshot:
     tick_size: float
     multiplier: float
     time: datetime
+    price_magnifier: float = 1.0
+    @property
+    def point_value(self) -> float: return self.multiplier / self.price_magnifier
     @property
     def mid(self) -> float: return (self.bid + self.ask) / 2
     @property
@@ -690,7 +698,7 @@ async def qualify(self:BrokerGateway, what) -> QualifiedContract:
                                   lastTradeDateOrContractMonth=c.lastTradeDateOrContractMonth, multiplier=c.multiplier,
                                   localSymbol=c.localSymbol, tradingClass=c.tradingClass),
                            c.symbol, c.localSymbol, c.lastTradeDateOrContractMonth, float(d.minTick), float(c.multiplier or 1),
-                           TradingSession.from_ib(d.liquidHours or d.tradingHours, d.timeZoneId))
+                           TradingSession.from_ib(d.liquidHours or d.tradingHours, d.timeZoneId), float(d.priceMagnifier or 1))
     self._qualified[key] = qc
     return qc
 
@@ -736,7 +744,7 @@ async def snapshot(self:BrokerGateway, what, timeout:float|None=None) -> MarketS
         except ValueError: await asyncio.sleep(0)               # ib_async ended the ticker's events: it dropped
     adv, vol = await self._daily(qc)
     return MarketSnapshot(qc.symbol, qc.con_id, float(tk.bid), float(tk.ask), float(tk.bidSize or 0), float(tk.askSize or 0),
-                          _px(tk.last), adv, vol, qc.tick_size, qc.multiplier, self.now())
+                          _px(tk.last), adv, vol, qc.tick_size, qc.multiplier, self.now(), qc.price_magnifier)
 
 # %% ../nbs/08_broker.ipynb #c57b7dd1
 def _duration(days:int) -> str:

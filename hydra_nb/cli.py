@@ -12,8 +12,9 @@ from .config import SettingsError, UnsafeConfigError, load_settings, settings_in
 from .core import StateDBError
 
 # %% auto #0
-__all__ = ['SUBCOMMANDS', 'settings_from_args', 'status', 'schedule_warnings', 'risk_status', 'kill', 'resume', 'smoke_test',
-           'smoke_cli', 'build_parser', 'main']
+__all__ = ['REFERENCE_CONTRACTS', 'NOMINAL_EQUITY', 'SUBCOMMANDS', 'settings_from_args', 'status', 'schedule_warnings',
+           'contract_limits', 'sizing_warnings', 'risk_status', 'kill', 'resume', 'smoke_test', 'smoke_cli',
+           'build_parser', 'main']
 
 # %% ../nbs/90_cli.ipynb #0c74784e
 def _common() -> argparse.ArgumentParser:
@@ -33,10 +34,12 @@ def status(args) -> int:
     try: kind, err = s.check_safety(), None
     except UnsafeConfigError as e: kind, err = None, e
     risk, warn = risk_status(s), schedule_warnings(s)
+    sizing = sizing_warnings(s, getattr(args, "equity", None))
     if getattr(args, "json", False):
         print(json.dumps(dict(risk=risk, settings_file=str(s.settings_file) if s.settings_file else None,
                               mode=s.trading.mode.value, port_kind=kind.value if kind else None,
                               state_dir=str(s.state_dir), live_confirmed=s.live_confirmed, error=str(err) if err else None, schedule_warnings=warn,
+                              sizing_warnings=sizing,
                               settings=[dict(section=a, key=b, value=c, source=d) for a, b, c, d in s.rows()]), indent=1))
     elif getattr(args, "write_ini", False): print(settings_ini(s))
     else:
@@ -56,6 +59,7 @@ def status(args) -> int:
             print()
     if not getattr(args, "json", False):
         for w in warn: print(f"WARNING: schedule: {w}", file=sys.stderr)
+        for w in sizing: print(f"WARNING: sizing: {w}", file=sys.stderr)
     if err is not None:
         print(f"UNSAFE CONFIGURATION: {err}", file=sys.stderr)
         return 1
@@ -67,6 +71,63 @@ def schedule_warnings(s:Settings) -> list[str]:
     "Why the daily cycle's time would leave orders outside a symbol's liquid session (the exchanges' published hours)."
     from .config import schedule_problems
     return schedule_problems(s)
+
+# %% ../nbs/90_cli.ipynb #72a54699
+REFERENCE_CONTRACTS = {"ZO": (350.0, 5000.0, 100.0), "HE": (85.0, 400.0, 1.0)}   # (price, multiplier, priceMagnifier) as the simulator lists them
+NOMINAL_EQUITY = 100_000.0
+
+def contract_limits(risk, equity:float, n_symbols:int, price:float, multiplier:float, price_magnifier:float=1.0) -> dict:
+    "What `risk` allows of one symbol at `equity`: a contract's value, the runner's target cap and the per-order cap (contracts)."
+    import math
+    value = price / price_magnifier * multiplier
+    return dict(value=value, target_cap=math.floor(risk.max_position * equity / n_symbols / value),
+                order_cap=max(0, min(int(risk.max_order_quantity), math.floor(risk.max_order_notional / value))))
+
+# %% ../nbs/90_cli.ipynb #8ed090ea
+def _last_seen(s:Settings) -> tuple[float|None, dict]:
+    "The last cycle's equity and each symbol's last parent (price, multiplier, magnifier) in the state database, read-only."
+    import sqlite3
+    p = s.state_dir/"hydra.db"
+    if not p.exists(): return None, {}
+    eq, seen = None, {}
+    try:
+        c = sqlite3.connect(f"file:{p}?mode=ro", uri=True)
+        try:
+            for (summ,) in c.execute("SELECT summary FROM runner_cycles ORDER BY trading_date DESC"):
+                eq = (json.loads(summ) if summ else {}).get("equity")
+                if eq: break
+        except (sqlite3.Error, ValueError): eq = None
+        try:
+            for sym, px, m, g in c.execute("SELECT symbol, arrival_mid, multiplier, price_magnifier FROM journal_parents ORDER BY decided_utc"):
+                seen[sym] = (float(px), float(m), float(g or 1.0))
+        except sqlite3.Error: pass
+        c.close()
+    except sqlite3.Error: pass
+    return (float(eq) if eq else None), seen
+
+def sizing_warnings(s:Settings, equity:float|None=None, contracts:dict|None=None) -> list[str]:
+    "Why the risk settings let the daily cycle trade 0 contracts of a symbol at the account's equity (empty: at least 1 of each)."
+    import math
+    last_eq, seen = _last_seen(s) if equity is None or contracts is None else (None, {})
+    eq, eq_src = ((equity, "") if equity is not None else (last_eq, " (the last cycle's)") if last_eq else
+                  (NOMINAL_EQUITY, " (nominal: pass --equity)"))
+    syms, r, out = list(s.trading.symbols), s.risk, []
+    for sym in syms:
+        spec = (contracts or {}).get(sym) or seen.get(sym) or REFERENCE_CONTRACTS.get(sym)
+        if spec is None: continue                          # unknown here: the runner will see its contract details
+        px, m, g = spec
+        lim = contract_limits(r, eq, len(syms), px, m, g)
+        v, what = lim["value"], f"one contract is {lim['value']:,.0f} USD ({px:g} / {g:g} x {m:g})"
+        if lim["target_cap"] < 1:
+            need = math.ceil(100 * v * len(syms) / eq) / 100
+            out.append(f"{sym}: [risk] max_position {r.max_position:g} allows 0 contracts at equity {eq:,.0f}{eq_src}: {what}, "
+                       f"{sym}'s share of the gross limit is {r.max_position:g} x {eq:,.0f} / {len(syms)} = {r.max_position*eq/len(syms):,.0f} USD; "
+                       + (f"raise [risk] max_position to at least {need:.2f}" if need <= 1 else
+                          f"it would need max_position {need:.2f}, above its limit of 1: trade fewer [trading] symbols or a larger account"))
+        if lim["order_cap"] < 1:
+            out.append(f"{sym}: [risk] max_order_notional {r.max_order_notional:,.0f} allows 0 contracts per order: {what}; "
+                       f"raise [risk] max_order_notional to at least {math.ceil(v):,}")
+    return out
 
 # %% ../nbs/90_cli.ipynb #3504206c
 def _breakers(s:Settings):
@@ -196,6 +257,8 @@ SUBCOMMANDS = {
 def _add_status(p):
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--write-ini", action="store_true", help="print the effective settings as a settings.ini")
+    p.add_argument("--equity", type=float, default=None, metavar="USD",
+                   help="account equity for the sizing check (else the last cycle's, else 100,000)")
 
 def _add_kill(p): p.add_argument("--reason", default="operator kill switch", help="recorded with the halt")
 def _add_nothing(p): pass

@@ -111,7 +111,7 @@ class TradingSettings:
 class RiskSettings:
     max_daily_loss: float = _opt(-0.02, _neg, "daily P&L / equity that trips the daily-loss breaker")
     max_drawdown: float = _opt(-0.05, _neg, "drawdown from peak equity that trips the drawdown breaker")
-    max_position: float = _opt(0.10, _frac, "gross position notional / equity")
+    max_position: float = _opt(1.0, _frac, "gross position notional / equity (1.0, notional up to the equity, is ordinary for a futures account; the seed's 0.1 allows 0 contracts of ZO (~17,500 USD) or HE (~34,000 USD) on a 100k account)")
     max_single_trade_loss: float = _opt(-0.01, _neg, "one trade's loss / equity")
     cooldown_periods: int = _opt(1, _nonneg, "periods a tripped breaker stays in cooldown")
     max_order_quantity: int = _opt(20, _pos, "contracts per order")

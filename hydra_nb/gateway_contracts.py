@@ -26,6 +26,9 @@ class FutureContract:
     expiry: str; local_symbol: str; long_name: str = ""; trading_hours: str = ""; time_zone: str = "America/Chicago"
     liquid_hours: str = ""          # IB's liquidHours (the day session); tradingHours lists every session
     trading_class: str = ""         # IB's tradingClass; empty: the symbol (as for CBOT oats, ZO)
+    price_magnifier: float = 1.0    # IB's priceMagnifier: money = price / price_magnifier x multiplier
+    @property
+    def point_value(self) -> float: return self.multiplier / self.price_magnifier   # currency per contract per 1.0 of price
     @property
     def month(self) -> str: return self.expiry[:6]
     @property
@@ -78,7 +81,8 @@ def listed_contracts(instruments: dict, today: date, n_months: int = 3) -> list[
                                           float(ins.multiplier), float(ins.tick), exp.strftime("%Y%m%d"),
                                           f"{prefix}{MONTH_CODES[m - 1]}{y % 10}", getattr(ins, "description", "") or sym,
                                           ib_trading_hours(hours, today), getattr(ins, "time_zone", "") or "America/Chicago",
-                                          ib_trading_hours(hours, today, liquid_only=True)))
+                                          ib_trading_hours(hours, today, liquid_only=True),
+                                          price_magnifier=float(getattr(ins, "price_magnifier", 1.0) or 1.0)))
                 k += 1
             m += 1
             if m > 12: y, m = y + 1, 1

@@ -64,12 +64,17 @@ def _contract12(c: FutureContract, sec_type="FUT") -> list:
     "conId .. tradingClass in the order of openOrder / execution / position messages (exchange included)."
     return [c.con_id, c.symbol, sec_type, c.expiry, 0.0, "", c.multiplier_text, c.exchange, c.currency, c.local_symbol, c.ib_trading_class]
 
+def _magnifier(c) -> int:
+    "IB's priceMagnifier (an int on the wire) of a contract; 1 when it has none."
+    m = float(getattr(c, "price_magnifier", 1.0) or 1.0)
+    return int(m) if m.is_integer() else m
+
 def msg_contract_details(req_id: int, c: FutureContract, sv: int = DEFAULT_SERVER_VERSION, sec_type: str = "FUT") -> list:
     "CONTRACT_DATA for a futures month (no version field from 164)."
     f = [In.CONTRACT_DATA] + ([8] if sv < 164 else [])
     f += [req_id, c.symbol, sec_type, c.expiry, 0.0, "", c.exchange, c.currency, c.local_symbol, c.symbol, c.ib_trading_class,
           c.con_id, c.tick]
-    f += [c.multiplier_text, "LMT", c.exchange, 1, 0, c.long_name, "", c.month, "", "", "", c.time_zone,
+    f += [c.multiplier_text, "LMT", c.exchange, _magnifier(c), 0, c.long_name, "", c.month, "", "", "", c.time_zone,
           c.trading_hours, c.liquid_hours or c.trading_hours, "", "", 0]   # tradingHours, liquidHours, evRule, evMultiplier, secIdList count
     f += [2, c.symbol, "", "", c.expiry, ""]                    # aggGroup, underSymbol, underSecType, marketRuleIds, realExpirationDate, stockType
     f += [1, 1, 1]                                              # minSize, sizeIncrement, suggestedSizeIncrement (from 164)

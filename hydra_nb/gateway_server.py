@@ -70,7 +70,7 @@ class Fields:
 class SimPosition:
     contract: FutureContract; qty: float = 0.0; avg_price: float = 0.0
     @property
-    def avg_cost(self) -> float: return self.avg_price * self.contract.multiplier
+    def avg_cost(self) -> float: return self.avg_price * self.contract.point_value   # IB's avgCost of a future: currency per contract
 
 # %% ../nbs/07d_gateway_server.ipynb #9ebaf853
 class Ledger:
@@ -91,7 +91,7 @@ def apply_fill(self: Ledger, c: FutureContract, action: str, qty: float, price: 
     q = qty if action == "BUY" else -qty
     self.commissions += commission
     closed = min(abs(q), abs(p.qty)) if p.qty * q < 0 else 0.0
-    gross = (price - p.avg_price) * closed * c.multiplier * (1 if p.qty > 0 else -1) if closed else 0.0
+    gross = (price - p.avg_price) * closed * c.point_value * (1 if p.qty > 0 else -1) if closed else 0.0
     if closed:
         p.qty += math.copysign(closed, q)
         rest = abs(q) - closed
@@ -108,7 +108,7 @@ def apply_fill(self: Ledger, c: FutureContract, action: str, qty: float, price: 
 # %% ../nbs/07d_gateway_server.ipynb #6234d0f2
 @patch
 def unrealized(self: Ledger, marks: dict[int, float]) -> float:
-    return sum((marks.get(k, p.avg_price) - p.avg_price) * p.qty * p.contract.multiplier
+    return sum((marks.get(k, p.avg_price) - p.avg_price) * p.qty * p.contract.point_value
                for k, p in self.positions.items() if p.qty)
 
 # %% ../nbs/07d_gateway_server.ipynb #e8a114d8
@@ -118,7 +118,7 @@ def values(self: Ledger, marks: dict[int, float]) -> dict[str, float]:
     cash = self.initial_cash + self.gross_realized - self.commissions
     unreal = self.unrealized(marks)
     nlv = cash + unreal
-    init = sum(abs(p.qty) * marks.get(k, p.avg_price) * p.contract.multiplier * self.margin_rate
+    init = sum(abs(p.qty) * marks.get(k, p.avg_price) * p.contract.point_value * self.margin_rate
                for k, p in self.positions.items())
     maint = 0.8 * init
     return {"NetLiquidation": nlv, "TotalCashValue": cash, "CashBalance": cash, "SettledCash": cash,
@@ -766,16 +766,16 @@ def _send_account(gw, s):
     for k, val, cur in _acct_values(gw): s.send(msg_account_value(k, val, cur, gw.account))
     for k, p in gw.ledger.positions.items():
         mk = marks.get(k, p.avg_price)
-        s.send(msg_portfolio(p.contract, p.qty, mk, p.qty * mk * p.contract.multiplier, p.avg_cost,
-                             (mk - p.avg_price) * p.qty * p.contract.multiplier, 0.0, gw.account))
+        s.send(msg_portfolio(p.contract, p.qty, mk, p.qty * mk * p.contract.point_value, p.avg_cost,
+                             (mk - p.avg_price) * p.qty * p.contract.point_value, 0.0, gw.account))
     s.send(msg_account_time(gw.clock.now()))
 
 def _pnl_single(gw, con_id):
     p = gw.ledger.positions.get(con_id)
     if p is None: return 0.0, 0.0, 0.0, 0.0
     mk = gw._marks().get(con_id, p.avg_price)
-    u = (mk - p.avg_price) * p.qty * p.contract.multiplier
-    return p.qty, u, u, p.qty * mk * p.contract.multiplier
+    u = (mk - p.avg_price) * p.qty * p.contract.point_value
+    return p.qty, u, u, p.qty * mk * p.contract.point_value
 
 # %% ../nbs/07d_gateway_server.ipynb #059aa7d4
 @patch

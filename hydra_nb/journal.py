@@ -133,7 +133,10 @@ CREATE TABLE journal_slices (slice_ref TEXT PRIMARY KEY, parent_ref TEXT NOT NUL
   daily_vol REAL NOT NULL, predicted_slippage REAL NOT NULL);
 CREATE INDEX journal_slices_parent ON journal_slices(parent_ref)
 """
-JOURNAL_MIGRATIONS = {1: _V1, 2: _V2, 3: _V3, 4: _V4}
+_V5 = """
+ALTER TABLE journal_parents ADD COLUMN price_magnifier REAL NOT NULL DEFAULT 1.0
+"""
+JOURNAL_MIGRATIONS = {1: _V1, 2: _V2, 3: _V3, 4: _V4, 5: _V5}
 SCHEMA_VERSION = max(JOURNAL_MIGRATIONS)
 
 _COLS = ("exec_id", "time_utc", "symbol", "side", "quantity", "price", "order_id", "order_ref", "perm_id", "con_id",
@@ -356,21 +359,23 @@ def risk_decisions(self:FillJournal, symbol:str|None=None, since=None, until=Non
 
 # %% ../nbs/04_journal.ipynb #d646dd1b
 _PARENT_COLS = ("parent_ref", "decided_utc", "symbol", "con_id", "side", "quantity", "tactic", "arrival_mid", "spread", "adv",
-                "daily_vol", "tick_size", "multiplier", "impact_coefficient", "predicted_slippage")
+                "daily_vol", "tick_size", "multiplier", "impact_coefficient", "predicted_slippage", "price_magnifier")
 
 # %% ../nbs/04_journal.ipynb #78daf82f
 @patch
 def record_parent(self:FillJournal, parent_ref:str, time, symbol:str, side:str, quantity, arrival_mid, spread, adv, daily_vol,
-                  tick_size, multiplier=1.0, impact_coefficient=DEFAULT_IMPACT_COEFFICIENT, con_id=None, tactic=None) -> dict:
-    "Record a parent order's decision context (first one wins); return the stored row as a dict."
+                  tick_size, multiplier=1.0, impact_coefficient=DEFAULT_IMPACT_COEFFICIENT, con_id=None, tactic=None,
+                  price_magnifier=1.0) -> dict:
+    "Record a parent order's decision context (first one wins); return the stored row as a dict. Money is price / `price_magnifier` x `multiplier`."
     child_ref(parent_ref, 0, 0)
     sd = "BUY" if side_sign(side) > 0 else "SELL"
     v = {k: finite(k, x, positive=True, allow_zero=z) for k, x, z in (("quantity", quantity, False), ("arrival_mid", arrival_mid, False),
          ("spread", spread, True), ("adv", adv, True), ("daily_vol", daily_vol, True), ("tick_size", tick_size, False),
-         ("multiplier", multiplier, False), ("impact_coefficient", impact_coefficient, True))}
+         ("multiplier", multiplier, False), ("impact_coefficient", impact_coefficient, True), ("price_magnifier", price_magnifier, False))}
     pred = estimate_slippage(v["quantity"], v["adv"], v["spread"], v["daily_vol"], v["impact_coefficient"])
     row = (parent_ref, as_utc_iso("time", time), symbol, None if con_id is None else int(con_id), sd, v["quantity"], tactic,
-           v["arrival_mid"], v["spread"], v["adv"], v["daily_vol"], v["tick_size"], v["multiplier"], v["impact_coefficient"], pred)
+           v["arrival_mid"], v["spread"], v["adv"], v["daily_vol"], v["tick_size"], v["multiplier"], v["impact_coefficient"], pred,
+           v["price_magnifier"])
     with self._lock, transaction(self.conn) as c:
         c.execute(f"INSERT INTO journal_parents ({', '.join(_PARENT_COLS)}) VALUES ({', '.join('?' * len(_PARENT_COLS))}) "
                   "ON CONFLICT(parent_ref) DO NOTHING", row)
@@ -400,7 +405,7 @@ def parent_summary(self:FillJournal, parent_ref:str, end_price=None) -> dict:
     fees = float(sum(r[2] or 0.0 for r in rows))
     filled = float(q.sum())
     sf = implementation_shortfall(p["side"], p["quantity"], p["arrival_mid"], px, q, fees=fees, multiplier=p["multiplier"],
-                                  end_price=p["arrival_mid"] if end_price is None else end_price)
+                                  price_magnifier=p["price_magnifier"], end_price=p["arrival_mid"] if end_price is None else end_price)
     avg = float(px @ q / filled) if filled else None
     slip = None if avg is None else side_sign(p["side"]) * (avg - p["arrival_mid"])
     return dict(parent_ref=parent_ref, symbol=p["symbol"], side=p["side"], quantity=p["quantity"], filled=filled,

@@ -83,7 +83,7 @@ class Instrument:
     symbol: str
     exchange: str
     currency: str
-    multiplier: float        # currency per contract per 1.0 of price
+    multiplier: float        # currency per contract per 1.0 of price / price_magnifier (IB's contract multiplier)
     tick: float              # minimum price increment, in price units
     adv: float               # average daily volume, contracts/day
     spread_ticks: float      # typical (mean) quoted spread, in ticks (>= 1)
@@ -100,10 +100,11 @@ class Instrument:
     sessions: tuple = ()                 # every Session of a trading day; () = the liquid one of `trading_hours` alone
     max_order_qty: int = 5000            # precautionary size limit: the gateway rejects larger orders (201)
     price_band: float = 0.2              # the gateway rejects limits further than this fraction from the reference price (201)
+    price_magnifier: float = 1.0         # IB's priceMagnifier: money = price / price_magnifier x multiplier (100 for CBOT grains in cents)
 
     def __post_init__(self):
         if not self.symbol or not isinstance(self.symbol, str): raise ValueError(f"symbol must be a non-empty string (got {self.symbol!r})")
-        for n in ("multiplier", "tick", "adv", "daily_vol", "start_price", "impact_k"): finite(n, getattr(self, n), positive=True)
+        for n in ("multiplier", "tick", "adv", "daily_vol", "start_price", "impact_k", "price_magnifier"): finite(n, getattr(self, n), positive=True)
         if finite("spread_ticks", self.spread_ticks, positive=True) < 1: raise ValueError(f"spread_ticks must be >= 1 (got {self.spread_ticks!r})")
         if self.start_price < 20*self.tick: raise ValueError(f"start_price {self.start_price} is under 20 ticks of {self.tick}")
         try: ZoneInfo(self.time_zone)
@@ -124,7 +125,11 @@ class Instrument:
         a, b = self.session
         return (b.hour*3600 + b.minute*60) - (a.hour*3600 + a.minute*60)
     @property
-    def tick_value(self) -> float: return self.tick*self.multiplier
+    def tick_value(self) -> float: return self.tick*self.point_value
+    @property
+    def point_value(self) -> float:
+        "Currency per contract per 1.0 of quoted price: multiplier / price_magnifier."
+        return self.multiplier/self.price_magnifier
 
 # %% ../nbs/06_market.ipynb #da42c874
 def _check_sessions(sessions, trading_hours:str) -> tuple[Session, ...]:
@@ -149,10 +154,11 @@ def _check_sessions(sessions, trading_hours:str) -> tuple[Session, ...]:
     return ss
 
 DEFAULT_INSTRUMENTS = {
-    "ZO": Instrument("ZO", "CBOT", "USD", multiplier=5000, tick=0.0025, adv=1200, spread_ticks=2.0, daily_vol=0.018,
-                     start_price=3.50, con_id=91_000_001, trading_hours="08:30-13:20", local_symbol_prefix="ZO",
-                     description="CBOT Oats", price_unit="USD per bushel", contract_months="HKNUZ",
-                     sessions=(Session("19:00-07:45", liquid=False), Session("08:30-13:20")), max_order_qty=2000),
+    "ZO": Instrument("ZO", "CBOT", "USD", multiplier=5000, tick=0.25, adv=1200, spread_ticks=2.0, daily_vol=0.018,
+                     start_price=350.0, con_id=91_000_001, trading_hours="08:30-13:20", local_symbol_prefix="ZO",
+                     description="CBOT Oats", price_unit="US cents per bushel", contract_months="HKNUZ",
+                     sessions=(Session("19:00-07:45", liquid=False), Session("08:30-13:20")), max_order_qty=2000,
+                     price_magnifier=100),
     "HE": Instrument("HE", "CME", "USD", multiplier=400, tick=0.025, adv=25000, spread_ticks=1.5, daily_vol=0.015,
                      start_price=85.0, con_id=91_000_002, trading_hours="08:30-13:05", local_symbol_prefix="HE",
                      description="CME Lean Hogs", price_unit="US cents per pound", contract_months="GJKMNQVZ"),
@@ -218,7 +224,8 @@ class PriceProcess:
         self._blocks, self._paths, self._bars = {}, {}, {}
         self._sched, self._keys = {0: as_regime(base)}, [0]
         for d, r in (regimes or {}).items(): self.schedule(d, r)
-        self._log0 = math.log(inst.start_price)
+        n0 = inst.start_price/inst.tick                # the chain runs in log TICKS: the same path however the price is quoted
+        self._log0 = math.log(round(n0) if abs(n0 - round(n0)) <= 1e-9*n0 else n0)
 
     def schedule(self, day:int, regime):
         "From trading day `day` (0-based) on, use `regime`."
@@ -270,7 +277,7 @@ def path(self:PriceProcess, d:int) -> np.ndarray:
     np.cumsum(np.random.default_rng([self.seed, self.key, 1, d]).standard_normal(M), out=w[1:])
     f = np.arange(M + 1)/M
     lo = self.logc[d-1] if d else self._log0
-    x = np.exp(lo + f*(self.logc[d] - lo) + s*(w - f*w[M]))/self.inst.tick
+    x = np.exp(lo + f*(self.logc[d] - lo) + s*(w - f*w[M]))      # logc is in log ticks
     if len(self._paths) > 64: self._paths.pop(next(iter(self._paths)))
     self._paths[d] = x
     return x

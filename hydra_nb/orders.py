@@ -139,6 +139,7 @@ def context(self:OrderManager, qc, snap, replaces:int=0, replaces_filled:int=0) 
     a = self.broker.account()
     wb, ws = self.working(qc.con_id)
     return OrderContext(reference_price=snap.mid, tick_size=qc.tick_size, multiplier=qc.multiplier,
+                        price_magnifier=getattr(qc, "price_magnifier", 1.0),
                         position=int(round(a.positions.get(qc.con_id, 0))), equity=a.equity, daily_pnl=a.daily_pnl,
                         peak_equity=a.peak_equity, other_gross_notional=a.other_gross_notional(qc.con_id),
                         working_buy=wb, working_sell=ws, replaces_quantity=replaces, replaces_filled=replaces_filled)
@@ -315,7 +316,8 @@ async def route(self:OrderManager, what, side, quantity, parent_ref:str|None=Non
         rep.status, rep.reasons = "refused", [why]; self.reports.append(rep); return rep
     p = self.broker.register_parent(parent_ref=ref, time=now, symbol=qc.symbol, side=side, quantity=qty, arrival_mid=snap.mid,
                                     spread=snap.spread, adv=snap.adv, daily_vol=snap.daily_vol, tick_size=qc.tick_size,
-                                    multiplier=qc.multiplier, impact_coefficient=self.k, con_id=qc.con_id, tactic=tac)
+                                    multiplier=qc.multiplier, impact_coefficient=self.k, con_id=qc.con_id, tactic=tac,
+                                    price_magnifier=getattr(qc, "price_magnifier", 1.0))
     await self._run_slices(qc, side, qty, ref, tac, rep, datetime.fromisoformat(p["decided_utc"]))
     try: end = (await self.broker.snapshot(qc, timeout=2.0)).mid
     except Exception: end = p["arrival_mid"]                     # no quote now: the unfilled rest is marked at arrival

@@ -290,7 +290,7 @@ def shortfalls(j:FillJournal, parents:pd.DataFrame, fills:pd.DataFrame) -> pd.Da
         if not np.isfinite(mark): mark = float(last_px.get(r.symbol, r.arrival_mid))
         s = j.parent_summary(r.parent_ref, end_price=mark)
         sf = s["shortfall"]
-        notional = r.quantity * r.arrival_mid * r.multiplier
+        notional = r.quantity * r.arrival_mid / getattr(r, "price_magnifier", 1.0) * r.multiplier   # IB's money: price / priceMagnifier x multiplier
         rows.append(dict(parent_ref=r.parent_ref, decided_utc=r.decided_utc, symbol=r.symbol, side=r.side, quantity=r.quantity, filled=s["filled"],
                          fill_rate=s["filled"]/r.quantity, participation=r.quantity/max(r.adv, 1.0), arrival_mid=r.arrival_mid, mark=mark,
                          trading_cost=sf.trading_cost, opportunity_cost=sf.opportunity_cost, fees=sf.fees, total=sf.total,

@@ -323,6 +323,7 @@ def _plain_ok(c) -> bool:
     f = float
     return (type(c.reference_price) is f and 0 < c.reference_price < math.inf and type(c.tick_size) is f and 0 < c.tick_size < math.inf
             and type(c.multiplier) is f and 0 < c.multiplier < math.inf and type(c.equity) is f and 0 < c.equity < math.inf
+            and type(c.price_magnifier) is f and 0 < c.price_magnifier < math.inf
             and type(c.position) is int and type(c.daily_pnl) is f and -math.inf < c.daily_pnl < math.inf
             and type(c.last_trade_pnl) is f and -math.inf < c.last_trade_pnl < math.inf
             and type(c.other_gross_notional) is f and 0 <= c.other_gross_notional < math.inf
@@ -347,6 +348,7 @@ class OrderContext:
     working_sell: float = 0
     replaces_quantity: float = 0
     replaces_filled: float = 0            # modify: contracts of the order being changed that are already filled (in `position`)
+    price_magnifier: float = 1.0          # IB's priceMagnifier: money = price / price_magnifier x multiplier
     problems: tuple = field(default=(), init=False, compare=False)
 
     def __post_init__(self):
@@ -356,7 +358,7 @@ class OrderContext:
         if rp is None: p.append("reference_price is missing: no usable market data")
         elif not is_finite(rp) or rp <= 0: p.append(f"reference_price is {rp!r}: no usable market data (need a finite price > 0)")
         else: s("reference_price", float(rp))
-        for k in ("tick_size", "multiplier", "equity"):
+        for k in ("tick_size", "multiplier", "equity", "price_magnifier"):
             v = getattr(self, k)
             if not is_finite(v) or v <= 0: p.append(f"{k} must be a finite number > 0 (got {v!r})")
             else: s(k, float(v))
@@ -563,6 +565,7 @@ def evaluate(self:_Checker, contract, order, ctx, kind:str) -> RiskDecision:
     elif ctx.problems: reasons.extend(ctx.problems); ctx = None
     if ctx is not None:
         ref, mult, pos = ctx.reference_price, ctx.multiplier, ctx.position
+        pv = mult / ctx.price_magnifier                  # money per 1.0 of price: notional = qty x price / magnifier x multiplier
         cm = getattr(contract, "multiplier", None)
         if cm:                                           # stated ("" or None: not stated)
             try: cmf = float(cm)
@@ -579,11 +582,11 @@ def evaluate(self:_Checker, contract, order, ctx, kind:str) -> RiskDecision:
         if qty is not None:
             if qty > ck.max_order_quantity: reasons.append(f"quantity {qty} exceeds max_order_quantity {ck.max_order_quantity}")
             if price is not None:
-                notional = qty * price * mult
+                notional = qty * price * pv
                 if notional > ck.max_order_notional:
                     reasons.append(f"notional {notional:,.2f} exceeds max_order_notional {ck.max_order_notional:,.2f}")
         eq, other = ctx.equity, ctx.other_gross_notional
-        try: bd = self.breakers._observe(eq, ctx.daily_pnl, ctx.peak_equity, other + abs(pos) * ref * mult, ctx.last_trade_pnl)
+        try: bd = self.breakers._observe(eq, ctx.daily_pnl, ctx.peak_equity, other + abs(pos) * ref * pv, ctx.last_trade_pnl)
         except (StateDBError, sqlite3.Error) as e:       # fail closed: a trip that cannot be saved still blocks
             bd = None; reasons.append(f"breaker state could not be saved to the state database: {e}")
     else: bd = None
@@ -612,7 +615,7 @@ def evaluate(self:_Checker, contract, order, ctx, kind:str) -> RiskDecision:
                     reasons.append(f"REDUCING (breakers {', '.join(b.blocking)}): only orders that shrink the position "
                                    f"pass; {order.action} {qty} on position {pos:+d} with {w} more working to "
                                    f"{order.action.lower()} could leave {post:+d}")
-                expo = (other + abs(post) * ref * mult) / eq
+                expo = (other + abs(post) * ref * pv) / eq
                 if expo > ck.max_position:
                     reasons.append(f"worst-case position {post:+d} (position {pos:+d}, {w} more working to "
                                    f"{order.action.lower()}, this order {qty}) would be {expo:.2%} of equity (gross); "

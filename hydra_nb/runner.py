@@ -58,11 +58,12 @@ def champion_signal(model:DirectionalModel, bars:pd.DataFrame) -> float:
 
 # %% ../nbs/13_runner.ipynb #9b29846c
 def target_position(signal:float, max_contracts:int, price:float, multiplier:float, equity:float, max_position:float,
-                    n_symbols:int) -> int:
+                    n_symbols:int, price_magnifier:float=1.0) -> int:
     "Contracts to hold: `signal` (in [-1, 1]) times `max_contracts`, within this symbol's share of the gross notional limit."
     if not (math.isfinite(signal) and -1 <= signal <= 1): raise ValueError(f"signal must be in [-1, 1] (got {signal!r})")
     if not (price > 0 and multiplier > 0 and equity > 0): raise ValueError(f"price, multiplier and equity must be > 0 (got {price!r}, {multiplier!r}, {equity!r})")
-    cap = math.floor(max_position*equity/n_symbols/(price*multiplier))
+    if not price_magnifier > 0: raise ValueError(f"price_magnifier must be > 0 (got {price_magnifier!r})")
+    cap = math.floor(max_position*equity/n_symbols/(price/price_magnifier*multiplier))
     return int(math.copysign(min(round(abs(signal)*max_contracts), cap), signal)) if signal else 0
 
 def allowed_target(target:int, position:int, state:TradingState) -> int:
@@ -73,9 +74,9 @@ def allowed_target(target:int, position:int, state:TradingState) -> int:
     return int(math.copysign(min(abs(target), abs(position)), position))
 
 # %% ../nbs/13_runner.ipynb #bf75c39d
-def order_cap(risk, price:float, multiplier:float) -> int:
-    "The largest order the gate's caps allow at `price`."
-    return max(0, min(int(risk.max_order_quantity), math.floor(risk.max_order_notional/(price*multiplier))))
+def order_cap(risk, price:float, multiplier:float, price_magnifier:float=1.0) -> int:
+    "The largest order the gate's caps allow at `price` (a contract is worth price / price_magnifier x multiplier)."
+    return max(0, min(int(risk.max_order_quantity), math.floor(risk.max_order_notional/(price/price_magnifier*multiplier))))
 
 def step_toward(position:int, target:int, cap:int) -> int:
     "`target`, or as far toward it from `position` as one order of at most `cap` contracts goes."
@@ -307,8 +308,9 @@ async def _plan(self:PaperTradingRunner, day:date, sym:str, acct, state:TradingS
     pos = int(round(acct.positions.get(qc.con_id, 0)))
     a = s["agent"][sym]
     want = target_position(a["signal"], self.settings.runner.max_contracts, snap.mid, qc.multiplier, acct.equity,
-                           self.settings.risk.max_position, len(self.symbols))
-    tgt = step_toward(pos, allowed_target(want, pos, state), order_cap(self.settings.risk, snap.mid, qc.multiplier))
+                           self.settings.risk.max_position, len(self.symbols), qc.price_magnifier)
+    tgt = step_toward(pos, allowed_target(want, pos, state),
+                      order_cap(self.settings.risk, snap.mid, qc.multiplier, qc.price_magnifier))
     row = self._decide(day, sym, qc, a["signal"], a["champion"], pos, tgt)
     self._emit("target", symbol=sym, **{k: row[k] for k in ("position_before", "target", "side", "quantity", "parent_ref")})
     return row

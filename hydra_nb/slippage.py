@@ -104,18 +104,21 @@ class Shortfall:
     opportunity_cost: float
     fees: float
     multiplier: float = 1.0
+    price_magnifier: float = 1.0          # IB's priceMagnifier: money = price / price_magnifier x multiplier
     @property
     def total(self) -> float: return self.trading_cost + self.opportunity_cost + self.fees
     @property
-    def total_bps(self) -> float: return 1e4 * self.total / (self.order_quantity * self.arrival_mid * self.multiplier)
+    def total_bps(self) -> float: return 1e4 * self.total / (self.order_quantity * self.arrival_mid * self.multiplier / self.price_magnifier)
     @property
     def fill_rate(self) -> float: return self.filled_quantity / self.order_quantity
 
 def implementation_shortfall(side, order_quantity, arrival_mid, fill_prices:Sequence[float]=(), fill_quantities:Sequence[float]=(),
-                             end_price=None, fees=0.0, multiplier=1.0) -> Shortfall:
-    "Perold shortfall: trading cost on filled + opportunity cost on unfilled (marked at `end_price`) + fees."
+                             end_price=None, fees=0.0, multiplier=1.0, price_magnifier=1.0) -> Shortfall:
+    "Perold shortfall: trading cost on filled + opportunity cost on unfilled (marked at `end_price`) + fees; money is price / `price_magnifier` x `multiplier`."
     sg, Q = side_sign(side), finite("order_quantity", order_quantity, positive=True)
-    mid, mult = finite("arrival_mid", arrival_mid, positive=True), finite("multiplier", multiplier, positive=True)
+    mid, mult0 = finite("arrival_mid", arrival_mid, positive=True), finite("multiplier", multiplier, positive=True)
+    mag = finite("price_magnifier", price_magnifier, positive=True)
+    mult = mult0 / mag                                   # currency per contract per 1.0 of price
     p, q = _arr("fill_prices", fill_prices, positive=True).ravel(), _arr("fill_quantities", fill_quantities, positive=True).ravel()
     if p.shape != q.shape: raise ValueError(f"fill_prices and fill_quantities differ in length ({p.size} vs {q.size})")
     filled = float(q.sum())
@@ -127,12 +130,12 @@ def implementation_shortfall(side, order_quantity, arrival_mid, fill_prices:Sequ
     except (TypeError, ValueError): raise ValueError(f"fees must be numeric (got {fees!r})") from None
     if not math.isfinite(fees): raise ValueError(f"fees must be finite (got {fees!r})")
     return Shortfall(sg, Q, filled, mid, float(p @ q / filled) if filled else float("nan"),
-                     float(sg * (q @ (p - mid)) * mult), float(opp), fees, mult)
+                     float(sg * (q @ (p - mid)) * mult), float(opp), fees, mult0, mag)
 
 # %% ../nbs/02_slippage.ipynb #e831a8bd
 def shortfall_by_parent(fills:pd.DataFrame, parents:pd.DataFrame, key:str="parent_ref") -> pd.DataFrame:
     """Perold shortfall per parent, vectorized. `fills`: `key`, quantity, price[, commission]; `parents` indexed by `key`:
-    side, order_quantity, arrival_mid[, end_price][, multiplier]. Returns the `Shortfall` fields per parent."""
+    side, order_quantity, arrival_mid[, end_price][, multiplier][, price_magnifier]. Returns the `Shortfall` fields per parent."""
     if not parents.index.is_unique: raise ValueError(f"parents has duplicate {key}(s) {list(parents.index[parents.index.duplicated()][:5])}")
     unknown = set(fills[key]) - set(parents.index)
     if unknown: raise ValueError(f"fills for unknown parent(s) {sorted(unknown, key=str)[:5]}")
@@ -144,6 +147,8 @@ def shortfall_by_parent(fills:pd.DataFrame, parents:pd.DataFrame, key:str="paren
     sg = pd.Series(side_sign(parents["side"].to_numpy()), index=parents.index)
     Q, mid = _arr("order_quantity", parents["order_quantity"], positive=True), _arr("arrival_mid", parents["arrival_mid"], positive=True)
     mult = _arr("multiplier", parents["multiplier"], positive=True) if "multiplier" in parents else np.ones(len(parents))
+    mag = _arr("price_magnifier", parents["price_magnifier"], positive=True) if "price_magnifier" in parents else np.ones(len(parents))
+    mult0, mult = mult, mult / mag                       # money per 1.0 of price: multiplier / priceMagnifier
     over = agg["q"].to_numpy() > Q*(1 + 1e-12)
     if over.any(): raise ValueError(f"parent(s) {list(parents.index[over][:5])} filled more than their order_quantity")
     unfilled = np.maximum(Q - agg["q"].to_numpy(), 0.0)
@@ -156,7 +161,7 @@ def shortfall_by_parent(fills:pd.DataFrame, parents:pd.DataFrame, key:str="paren
                             avg_fill_price=np.divide(agg["qp"].to_numpy(), filled, out=np.full(len(Q), np.nan), where=filled > 0),
                             trading_cost=sg.to_numpy()*(agg["qp"].to_numpy() - mid*filled)*mult,
                             opportunity_cost=np.where(unfilled > 0, sg.to_numpy()*unfilled*(np.nan_to_num(end) - mid)*mult, 0.0),
-                            fees=agg["fee"].to_numpy(), multiplier=mult), index=parents.index)
+                            fees=agg["fee"].to_numpy(), multiplier=mult0, price_magnifier=mag), index=parents.index)
     out["total"] = out.trading_cost + out.opportunity_cost + out.fees
     out["total_bps"] = 1e4*out.total/(Q*mid*mult)
     return out

@@ -89,15 +89,16 @@ def latest_fills(conn, n:int=10) -> pd.DataFrame:
     return df
 
 # %% ../nbs/17_widgets.ipynb #3f4b59d0
-_CURVE = ["time_utc", "symbol", "quantity", "actual_slippage", "predicted_slippage", "multiplier"]
+_CURVE = ["time_utc", "symbol", "quantity", "actual_slippage", "predicted_slippage", "multiplier", "price_magnifier"]
 
 def slippage_curve(conn) -> pd.DataFrame:
     "Every fill in time order with the cumulative slippage cost in money: `actual` and as the model predicted (`model`)."
     df = _read(conn, "journal_fills", f"""
-        SELECT f.time_utc, f.symbol, f.quantity, f.actual_slippage, f.predicted_slippage, coalesce(p.multiplier, 1.0) AS multiplier
+        SELECT f.time_utc, f.symbol, f.quantity, f.actual_slippage, f.predicted_slippage, coalesce(p.multiplier, 1.0) AS multiplier,
+               coalesce(p.price_magnifier, 1.0) AS price_magnifier
         FROM journal_fills f LEFT JOIN journal_parents p ON p.parent_ref = {_PARENT.format('f.order_ref')}
         ORDER BY f.time_utc, f.exec_id""", columns=_CURVE)
-    k = df.quantity.astype(float)*df.multiplier.astype(float)
+    k = df.quantity.astype(float)*df.multiplier.astype(float)/df.price_magnifier.astype(float)   # money: price / priceMagnifier x multiplier
     df["actual"], df["model"] = (df.actual_slippage*k).cumsum(), (df.predicted_slippage*k).cumsum()
     return df
 

@@ -131,3 +131,21 @@ def test_smoke_test_refuses_a_live_port_and_an_unknown_symbol(isolated_env):
     assert r.returncode == 1 and "FAIL port" in " ".join(r.stdout.split()) and "paper ports only" in r.stdout
     r = run("smoke-test", "--sim", "--symbol", "XYZ")
     assert r.returncode == 1 and "unknown symbol 'XYZ'" in r.stdout and "Traceback" not in r.stderr
+
+
+def test_status_warns_when_the_risk_limits_allow_no_contract(tmp_path, isolated_env):
+    "The seed's max_position 0.1 on a 100,000 account allows 0 ZO and 0 HE: `hydra status` says so, with the numbers and the setting."
+    p = tmp_path / "small.ini"
+    p.write_text("[risk]\nmax_position = 0.1\n")
+    r = run("status", "--settings", str(p))
+    assert r.returncode == 0, r.stderr                                # a warning, not an unsafe configuration
+    warn = [l for l in r.stderr.splitlines() if l.startswith("WARNING: sizing: ")]
+    assert len(warn) == 2, r.stderr
+    assert "ZO: [risk] max_position 0.1 allows 0 contracts at equity 100,000" in warn[0] and "17,500 USD" in warn[0]
+    assert "raise [risk] max_position to at least 0.35" in warn[0]
+    assert "HE:" in warn[1] and "34,000 USD" in warn[1] and "at least 0.68" in warn[1]
+    d = json.loads(run("status", "--json", "--settings", str(p), "--equity", "1000000").stdout)
+    assert d["sizing_warnings"] == []                                 # a 1,000,000 account holds 2 ZO under 0.1
+    d = json.loads(run("status", "--json").stdout)                    # the shipped defaults: at least one of each
+    assert d["sizing_warnings"] == [], d["sizing_warnings"]
+    assert "WARNING: sizing" not in run("status", "--settings", str(ROOT / "settings.ini")).stderr

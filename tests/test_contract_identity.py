@@ -18,7 +18,7 @@ def _mini_oats(gw):
     "Another product under the symbol ZO (trading class XZO, multiplier 1000), listed beside the real months."
     zo = front(gw, "ZO")
     return FutureContract(zo.con_id + 7_000_000, "ZO", "CBOT", "USD", 1000.0, zo.tick, zo.expiry, "X" + zo.local_symbol,
-                          "Mini Oats", zo.trading_hours, zo.time_zone, zo.liquid_hours, trading_class="XZO")
+                          "Mini Oats", zo.trading_hours, zo.time_zone, zo.liquid_hours, trading_class="XZO", price_magnifier=100.0)
 
 
 async def _broker(gw, instruments=None):

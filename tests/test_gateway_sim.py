@@ -78,7 +78,7 @@ def fut(gw, sym):
     return Future(conId=c.con_id, exchange=c.exchange)
 
 
-TICK = {"ZO": 0.0025, "HE": 0.025}
+TICK = {"ZO": 0.25, "HE": 0.025}                 # oats in cents per bushel (priceMagnifier 100), hogs in cents per pound
 
 
 def ticks(px, n, sym):
@@ -126,7 +126,7 @@ async def test_qualify_by_month_conid_and_front(gateway):
         assert (c.secType, c.conId) == ("CONTFUT", front(gateway, "HE").con_id)
         details = await ib.reqContractDetailsAsync(Future("ZO", exchange="CBOT"))
         assert [d.contract.conId for d in details] == [x.con_id for x in zo]
-        assert details[0].minTick == 0.0025 and details[0].timeZoneId == "America/Chicago"
+        assert details[0].minTick == 0.25 and details[0].priceMagnifier == 100 and details[0].timeZoneId == "America/Chicago"
         assert await ib.qualifyContractsAsync(Future("XX", exchange="CBOT")) == [None]
         await until(lambda: any(e[1] == 200 for e in errs), what="error 200")
 

@@ -189,7 +189,7 @@ def test_deterministic_for_a_seed():
         for i in range(300):
             qt = m.quote("ZO")
             out += m.submit(i, "ZO", "BUY" if i % 2 else "SELL", int(rng.integers(1, 20)),
-                            round(qt.bid + (rng.integers(-3, 6)) * 0.0025, 10))
+                            round(qt.bid + (rng.integers(-3, 6)) * DEFAULT_INSTRUMENTS["ZO"].tick, 10))
             out += m.step(30)
         return [(f.order_id, f.quantity, f.price, f.time, f.liquidity) for f in out]
     a = run(1)
