@@ -15,10 +15,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 # %% auto #0
 __all__ = ['PAPER_PORTS', 'LIVE_PORTS', 'SECTIONS', 'ENV_OVERRIDES', 'DEFAULT_INSTRUMENT_SETTINGS', 'LIQUID_HOURS',
-           'SettingsError', 'UnsafeConfigError', 'TradingMode', 'PortKind', 'classify_port', 'check_port_safety',
-           'IBSettings', 'TradingSettings', 'RiskSettings', 'OrderSettings', 'ScheduleSettings', 'AgentSettings',
-           'RunnerSettings', 'PathsSettings', 'InstrumentSettings', 'instrument_symbol', 'parse_value', 'Settings',
-           'find_settings_file', 'load_settings', 'cycle_horizon', 'schedule_problems', 'settings_ini']
+           'SYMBOL_CALENDARS', 'SettingsError', 'UnsafeConfigError', 'TradingMode', 'PortKind', 'classify_port',
+           'check_port_safety', 'IBSettings', 'TradingSettings', 'RiskSettings', 'OrderSettings', 'ScheduleSettings',
+           'AgentSettings', 'RunnerSettings', 'PathsSettings', 'InstrumentSettings', 'instrument_symbol', 'parse_value',
+           'Settings', 'find_settings_file', 'load_settings', 'cycle_horizon', 'schedule_problems', 'settings_ini']
+
+# %% ../nbs/00_config.ipynb #00fba4d2
+from .core import exchange_year
 
 # %% ../nbs/00_config.ipynb #3491ad25
 class SettingsError(ValueError):
@@ -363,6 +366,20 @@ def cycle_horizon(orders:OrderSettings) -> timedelta:
     twap = orders.twap_duration_minutes*60*(1 + orders.twap_jitter)
     return timedelta(seconds=twap + orders.patience_seconds*(orders.patience_steps + 1))
 
+# %% ../nbs/00_config.ipynb #ab69b76b
+SYMBOL_CALENDARS = {"ZO": "CBOT_Agriculture", "HE": "CMEGlobex_Livestock"}
+
+def _early_close_problem(sym, settings:Settings, horizon:timedelta, calendars:Mapping, day:date|None=None) -> str|None:
+    "The early-close days (`day`, or this year's and next year's) on which the cycle's orders would outlast `sym`'s shortened session."
+    cal, sc = calendars.get(sym), settings.schedule
+    if not cal: return None
+    days = {day: exchange_year(cal, day.year)[1].get(day)} if day else {d: c for y in (date.today().year, date.today().year + 1) for d, c in exchange_year(cal, y)[1].items()}
+    bad = [(d, c, t) for d, c in sorted(days.items()) if c is not None and (t := _cycle_on(d, sc.daily_cycle_time, sc.timezone)) + horizon > c]
+    if not bad: return None
+    d, c, t = bad[0]
+    return (f"{sym}: on its exchange's early-close days ({', '.join(str(x[0]) for x in bad[:4])}{', ...' if len(bad) > 4 else ''}) the session ends at {c:%H:%M %Z}, "
+            f"before a cycle from {t:%H:%M} to {t + horizon:%H:%M} {t.tzname()} finishes: the runner routes none of its orders then (market_closed)")
+
 # %% ../nbs/00_config.ipynb #8de0207c
 def _cycle_on(day:date, at:dtime, tz:str) -> datetime: return datetime.combine(day, at, tzinfo=ZoneInfo(tz))
 
@@ -395,6 +412,7 @@ def schedule_problems(settings:Settings, liquid_hours:Mapping|None=None, day:dat
         if bad:
             when = f" (in {len(bad)} of {len(days)} weeks, first {bad[0][0]})" if len(bad) < len(days) else ""
             out.append(bad[0][1] + when + f": set [schedule] daily_cycle_time within {_starts(liquid_hours[sym], horizon)}")
+        elif (e := _early_close_problem(sym, settings, horizon, SYMBOL_CALENDARS, day)): out.append(e)   # fine on regular days, not on an early close
     return out
 
 # %% ../nbs/00_config.ipynb #9d8bf270

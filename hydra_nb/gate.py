@@ -22,6 +22,10 @@ __all__ = ['OPERATED', 'LOSS_BREAKERS', 'GATE_LINES', 'GateCheck', 'GateReport',
            'check_self_healing', 'check_errors', 'check_breakers', 'check_reconnect', 'evaluate_gate',
            'add_cli_arguments', 'cli_run']
 
+# %% ../nbs/14_gate.ipynb #e768bf43
+from .config import SYMBOL_CALENDARS
+from .core import exchange_year
+
 # %% ../nbs/14_gate.ipynb #4f5b3501
 @dataclass(frozen=True)
 class GateCheck:
@@ -60,15 +64,25 @@ def _cycles(conn) -> pd.DataFrame:
     df["trading_date"] = pd.to_datetime(df["trading_date"])
     return df
 
+# %% ../nbs/14_gate.ipynb #1a01f2b6
+def _trading_calendar(calendars, years) -> np.busdaycalendar:
+    "numpy's business days minus the days on which every calendar in `calendars` is closed, over `years`."
+    cs = tuple(dict.fromkeys(SYMBOL_CALENDARS.values() if calendars is None else calendars))
+    if not cs or not all(cs): return np.busdaycalendar()
+    hol = [d for y in years for d in exchange_year(cs[0], y)[0] if all(d in exchange_year(c, y)[0] for c in cs[1:])]
+    return np.busdaycalendar(holidays=sorted(hol))
+
 # %% ../nbs/14_gate.ipynb #7c1275d2
 OPERATED = ("market_closed", "rejected")
 
-def check_days(cyc:pd.DataFrame, need:int=28) -> GateCheck:
-    ok = [d for d in cyc[(cyc.status == "done") | cyc.failure.isin(OPERATED)].trading_date.dt.date if np.is_busday(d)]
+def check_days(cyc:pd.DataFrame, need:int=28, calendars=None) -> GateCheck:
+    days = cyc[(cyc.status == "done") | cyc.failure.isin(OPERATED)].trading_date.dt.date
+    cal = _trading_calendar(calendars, sorted({d.year for d in days}))            # the exchanges' trading days
+    ok = [d for d in days if np.is_busday(d, busdaycal=cal)]
     best, run, start, best_span = 0, 0, None, ("", "")
     prev = None
     for d in ok:
-        if prev is not None and np.busday_count(prev, d) == 1: run += 1
+        if prev is not None and np.busday_count(prev, d, busdaycal=cal) == 1: run += 1
         else: run, start = 1, d
         if run > best: best, best_span = run, (start, d)
         prev = d

@@ -59,7 +59,9 @@ def ib_trading_hours(hours, today: date, days: int = 3, liquid_only: bool = Fals
     if not sessions: return ""
     out, d, n = [], today, 0
     while n < days:
-        parts = [f"{d - timedelta(days=1) if s.overnight else d:%Y%m%d}:{s.open:%H%M}-{d:%Y%m%d}:{s.close:%H%M}"
+        iv = hours.session_intervals(d, liquid_only) if callable(getattr(hours, "session_intervals", None)) else None   # an instrument: its exchange's holidays, early closes
+        parts = [f"{a:%Y%m%d:%H%M}-{z:%Y%m%d:%H%M}" for a, z, s in iv] if iv is not None else \
+                [f"{d - timedelta(days=1) if s.overnight else d:%Y%m%d}:{s.open:%H%M}-{d:%Y%m%d}:{s.close:%H%M}"
                  for s in sessions if d.weekday() < 5 and d.weekday() in s.days]
         out += parts or [f"{d:%Y%m%d}:CLOSED"]
         n += bool(parts); d += timedelta(days=1)

@@ -22,6 +22,10 @@ __all__ = ['DEFAULT_INSTRUMENTS', 'REGIME_PARAMS', 'REGIMES', 'PULL_KAPPA', 'DEF
            'Session', 'Instrument', 'get_instrument', 'Regime', 'as_regime', 'PriceProcess', 'simulate_daily_bars',
            'sign_hit_rate', 'SimClock', 'Quote', 'Fill', 'Order', 'OrderRejected', 'Market', 'book_depth_unit']
 
+# %% ../nbs/06_market.ipynb #f11da299
+import functools
+from .core import EXCHANGE_CALENDARS, exchange_year, trading_days, is_trading_day as _is_trading_day, early_close as _early_close
+
 # %% ../nbs/06_market.ipynb #074cbb53
 def _parse_hm(s:str, what:str="trading_hours") -> tuple[dtime, dtime]:
     try: a, b = (datetime.strptime(p.strip(), "%H:%M").time() for p in s.split("-"))
@@ -76,6 +80,13 @@ class Session:
         a, b = self.open, self.close
         return a.hour*60 + a.minute - (1440 if self.overnight else 0), b.hour*60 + b.minute
 
+# %% ../nbs/06_market.ipynb #b9c602a2
+def _check_calendar(cal, exchange:str) -> str:
+    if cal is None: return EXCHANGE_CALENDARS.get(str(exchange).upper(), "")
+    if not isinstance(cal, str): raise ValueError(f"calendar must be a pandas_market_calendars name or '' (got {cal!r})")
+    if cal: exchange_year(cal, date.today().year)          # an unknown name fails here, naming it
+    return cal
+
 # %% ../nbs/06_market.ipynb #b90ddbfc
 @dataclass(frozen=True)
 class Instrument:
@@ -93,6 +104,7 @@ class Instrument:
     trading_hours: str = ""              # the liquid (day) session 'HH:MM-HH:MM' in `time_zone`; default 08:30-13:20
     local_symbol_prefix: str = ""
     time_zone: str = "America/Chicago"
+    calendar: str|None = None            # pandas_market_calendars name of its holidays and early closes; None: by exchange (EXCHANGE_CALENDARS); "": every weekday
     description: str = ""
     price_unit: str = ""
     contract_months: str = "HMUZ"        # CME month codes listed
@@ -109,6 +121,7 @@ class Instrument:
         if self.start_price < 20*self.tick: raise ValueError(f"start_price {self.start_price} is under 20 ticks of {self.tick}")
         try: ZoneInfo(self.time_zone)
         except (ZoneInfoNotFoundError, ValueError): raise ValueError(f"unknown time_zone {self.time_zone!r}") from None
+        object.__setattr__(self, "calendar", _check_calendar(self.calendar, self.exchange))
         if isinstance(self.max_order_qty, bool) or not isinstance(self.max_order_qty, int) or self.max_order_qty < 1:
             raise ValueError(f"max_order_qty must be a whole number of contracts >= 1 (got {self.max_order_qty!r})")
         if not (finite("price_band", self.price_band, positive=True) < 1): raise ValueError(f"price_band must be a fraction below 1 (got {self.price_band!r})")
@@ -171,16 +184,44 @@ def get_instrument(x, instruments:Mapping[str, Instrument]|None=None) -> Instrum
     if isinstance(x, str) and x.upper() in pool: return pool[x.upper()]
     raise ValueError(f"unknown symbol {x!r} (known: {', '.join(sorted(pool))})")
 
+# %% ../nbs/06_market.ipynb #58af55b1
+@patch
+def is_trading_day(self:Instrument, d:date) -> bool:
+    "Does the exchange trade on `d` (a weekday that is not one of its holidays)?"
+    return _is_trading_day(self.calendar, d)
+
+@patch
+def early_close(self:Instrument, d:date) -> dtime|None:
+    "The liquid session's early close on `d`, local time (None on a regular day or a holiday)."
+    c = _early_close(self.calendar, d)
+    if c is None: return None
+    t = c.astimezone(ZoneInfo(self.time_zone)).time()
+    return t if t < self.session[1] else None
+
+@functools.lru_cache(maxsize=64)
+def _busdaycal(calendar:str, y0:int, y1:int) -> np.busdaycalendar:
+    return np.busdaycalendar(holidays=sorted(d for y in range(y0, y1 + 1) for d in exchange_year(calendar, y)[0]))
+
+@patch
+def busdaycalendar(self:Instrument, y0:int, y1:int) -> np.busdaycalendar:
+    "numpy's business-day calendar of the exchange's trading days in years `y0`..`y1` (for `np.busday_offset` and friends)."
+    return _busdaycal(self.calendar, y0, y1)
+
 # %% ../nbs/06_market.ipynb #0475b0d1
 @patch
 def session_intervals(self:Instrument, trading_date:date, liquid_only:bool=False) -> list[tuple[datetime, datetime, Session]]:
-    "The (open, close, session) of trading day `trading_date`'s sessions, aware in `time_zone`, in time order (none on a weekend)."
-    if trading_date.weekday() >= 5: return []
-    tz, out = ZoneInfo(self.time_zone), []
+    "The (open, close, session) of trading day `trading_date`'s sessions, aware in `time_zone`, in time order (none on a weekend or a holiday; cut at an early close)."
+    if trading_date.weekday() >= 5 or not self.is_trading_day(trading_date): return []      # a weekend or the exchange's holiday
+    tz, out, ec = ZoneInfo(self.time_zone), [], self.early_close(trading_date)
+    cut = datetime.combine(trading_date, ec, tzinfo=tz) if ec else None
     for s in self.sessions:
         if (liquid_only and not s.liquid) or trading_date.weekday() not in s.days: continue
         d0 = trading_date - timedelta(days=1) if s.overnight else trading_date
-        out.append((datetime.combine(d0, s.open, tzinfo=tz), datetime.combine(trading_date, s.close, tzinfo=tz), s))
+        a, z = datetime.combine(d0, s.open, tzinfo=tz), datetime.combine(trading_date, s.close, tzinfo=tz)
+        if cut is not None:                                                                   # an early close ends the day there
+            if a >= cut: continue
+            z = min(z, cut)
+        out.append((a, z, s))
     return out
 
 # %% ../nbs/06_market.ipynb #19382b45
@@ -313,7 +354,7 @@ def simulate_daily_bars(symbol_or_instrument="ZO", n_days:int=120, seed:int=0, r
     base = regimes.pop(0, "momentum")
     p = PriceProcess(inst, seed, regimes, base=base, grid_seconds=grid_seconds)
     bars = [p.bar(d) for d in range(n)]
-    return _bars_frame(inst, bars, pd.bdate_range(pd.Timestamp(start), periods=n), [p.reg[d].name for d in range(n)])
+    return _bars_frame(inst, bars, trading_days(inst.calendar, pd.Timestamp(start).date(), n), [p.reg[d].name for d in range(n)])
 
 # %% ../nbs/06_market.ipynb #6b5e70bf
 def sign_hit_rate(close) -> float:
@@ -482,28 +523,39 @@ def _open_epoch(self:Market, b:_Book, j:int) -> float:
     "POSIX time of the session open of day `j` of book `b`."
     t = b._opens.get(j)
     if t is None:
-        d = np.busday_offset(b.date0, j).astype(date)
+        d = np.busday_offset(b.date0, j, busdaycal=b.cal).astype(date)
         t = b._opens[j] = datetime.combine(d, b.open_t, tzinfo=b.tz).timestamp()
     return t
 
 @patch
-def _day_of(self:Market, b:_Book, j:int) -> date: return np.busday_offset(b.date0, j).astype(date)
+def _day_grid(self:Market, b:_Book, j:int) -> float:
+    "Seconds between the grid points of day `j`: the day's M points span its session, a shorter one on an early close."
+    g = b._grids.get(j)
+    if g is None:
+        ec = b.inst.early_close(self._day_of(b, j))
+        g = b.grid if ec is None else max(1e-3, (datetime.combine(self._day_of(b, j), ec, tzinfo=b.tz).timestamp() - self._open_epoch(b, j))/b.M)
+        b._grids[j] = g
+    return g
+
+@patch
+def _day_of(self:Market, b:_Book, j:int) -> date: return np.busday_offset(b.date0, j, busdaycal=b.cal).astype(date)
 
 @patch
 def _locate(self:Market, b:_Book, t:float) -> tuple[int, int]:
     "(day index, grid point) of the market at POSIX time `t`; point M = closed after that day's session."
-    if b.day >= 0 and b.day_open <= t < b.day_open + b.M*b.grid: return b.day, int((t - b.day_open) // b.grid)   # same session
+    if b.day >= 0 and b.day_open <= t < b.day_open + b.M*b.day_grid: return b.day, int((t - b.day_open) // b.day_grid)   # same session
     ld = datetime.fromtimestamp(t, b.tz).date()
-    j = int(np.busday_count(b.date0, ld))
-    if ld.weekday() >= 5 or t < self._open_epoch(b, j): j -= 1
-    k = min(b.M, int((t - self._open_epoch(b, j)) // b.grid))
+    j = int(np.busday_count(b.date0, ld, busdaycal=b.cal))
+    if not np.is_busday(ld, busdaycal=b.cal) or t < self._open_epoch(b, j): j -= 1          # a weekend, a holiday, before the open
+    k = min(b.M, int((t - self._open_epoch(b, j)) // self._day_grid(b, j)))
     return j, k
 
 @patch
 def _init_calendar(self:Market, b:_Book, t:float):
     ld = datetime.fromtimestamp(t, b.tz).date()
-    while ld.weekday() >= 5 or datetime.combine(ld, b.open_t, tzinfo=b.tz).timestamp() > t: ld -= timedelta(days=1)
-    b.date0 = np.busday_offset(np.datetime64(ld, "D"), -self.history_days)
+    b.cal, b._grids = b.inst.busdaycalendar(ld.year - self.history_days//240 - 2, ld.year + 5), {}   # the exchange's trading days
+    while not np.is_busday(ld, busdaycal=b.cal) or datetime.combine(ld, b.open_t, tzinfo=b.tz).timestamp() > t: ld -= timedelta(days=1)
+    b.date0 = np.busday_offset(np.datetime64(ld, "D"), -self.history_days, busdaycal=b.cal)
     j, k = self._locate(b, t)
     assert j == self.history_days, (j, self.history_days)
     b.proc.ensure(j)
@@ -513,8 +565,8 @@ def _init_calendar(self:Market, b:_Book, t:float):
 
 @patch
 def _set_next(self:Market, b:_Book, t:float):
-    b.day_open = self._open_epoch(b, b.day)
-    b.next_t = b.day_open + (b.k + 1)*b.grid if b.k < b.M else self._open_epoch(b, b.day + 1)
+    b.day_open, b.day_grid = self._open_epoch(b, b.day), self._day_grid(b, b.day)
+    b.next_t = b.day_open + (b.k + 1)*b.day_grid if b.k < b.M else self._open_epoch(b, b.day + 1)
     if b.ext and b.k >= b.M and self._ext_at(b, t) is None: b.next_t = min(b.next_t, self._next_ext_open(b, t))
 
 # %% ../nbs/06_market.ipynb #ce77492d
@@ -548,13 +600,15 @@ def _load_day(self:Market, b:_Book, d:int):
 
 # %% ../nbs/06_market.ipynb #0aef323a
 def _ext_bounds(b:_Book, td:date):
-    "(open, close, trading date) POSIX bounds of the off-day sessions of trading date `td`."
-    if td.weekday() >= 5: return []
-    out = []
+    "(open, close, trading date) POSIX bounds of the off-day sessions of trading date `td` (none on a holiday; cut at an early close)."
+    if td.weekday() >= 5 or not np.is_busday(td, busdaycal=b.cal): return []
+    out, ec = [], b.inst.early_close(td)
+    cut = datetime.combine(td, ec, tzinfo=b.tz).timestamp() if ec else math.inf
     for s, days in b.ext:
         if td.weekday() in days:
             d0 = td - timedelta(days=1) if s.overnight else td
-            out.append((datetime.combine(d0, s.open, tzinfo=b.tz).timestamp(), datetime.combine(td, s.close, tzinfo=b.tz).timestamp(), td))
+            a, z = datetime.combine(d0, s.open, tzinfo=b.tz).timestamp(), datetime.combine(td, s.close, tzinfo=b.tz).timestamp()
+            if a < cut: out.append((a, min(z, cut), td))
     return out
 
 @patch
@@ -568,7 +622,7 @@ def _ext_at(self:Market, b:_Book, t:float):
     hi = datetime.combine(ld + timedelta(days=1), dtime(0), tzinfo=b.tz).timestamp()
     v = None
     for a, z, td in _ext_bounds(b, ld) + _ext_bounds(b, ld + timedelta(days=1)):    # a session holding t ends on its trading date
-        if a <= t < z: v, lo, hi = (a, z, int(np.busday_count(b.date0, td))), a, z; break
+        if a <= t < z: v, lo, hi = (a, z, int(np.busday_count(b.date0, td, busdaycal=b.cal))), a, z; break
         if z <= t: lo = max(lo, z)
         elif a > t: hi = min(hi, a)
     b.ext_cache = (lo, hi, v)
@@ -692,7 +746,7 @@ def _take(self:Market, b:_Book, o:Order, t:float, k:int) -> list[Fill]:
 # %% ../nbs/06_market.ipynb #580c1a50
 @patch
 def _cross_side(self:Market, b:_Book, k:int, buy:bool) -> list[Fill]:
-    t = b.day_open + k*b.grid
+    t = b.day_open + k*b.day_grid
     bid, ask, last = b.bid[k], b.ask[k], b.last[k]
     fills = []
     if buy: flow, levels, book = b.tsell[k], b.buy_lv[::-1], b.buys
@@ -753,7 +807,7 @@ def _advance_grid(self:Market, b:_Book, t:float) -> list[Fill]:
         b.proc.ensure(d)
         if (b.buy_lv or b.sell_lv) and not b.halted:
             self._load_day(b, d)
-            b.day, b.day_open = d, self._open_epoch(b, d)
+            b.day, b.day_open, b.day_grid = d, self._open_epoch(b, d), self._day_grid(b, d)
             fills += self._cross(b, ka, kb)
         k = kb
     self._load_day(b, d1)
@@ -932,7 +986,7 @@ def daily_bars(self:Market, symbol:str, n_days:int) -> pd.DataFrame:
         o, h, l, c, v = b.proc.bar(d); rows.append((o, h, l, c, v + b.own_vol.get(d, 0)))
     seg = b.last_a[:b.k + 1]
     rows.append((seg[0], seg.max(), seg.min(), seg[-1], int(b.cumvol[b.k]) + b.own_vol.get(d1, 0)))
-    return _bars_frame(b.inst, rows, np.busday_offset(b.date0, np.arange(d0, d1 + 1)), None)
+    return _bars_frame(b.inst, rows, np.busday_offset(b.date0, np.arange(d0, d1 + 1), busdaycal=b.cal), None)
 
 # %% ../nbs/06_market.ipynb #c6c221ed
 @patch
@@ -955,7 +1009,8 @@ def schedule_regime(self:Market, day_index, regime, symbol:str|None=None):
         if isinstance(d, (date, datetime, pd.Timestamp)):
             dd = pd.Timestamp(d).date()
             if dd.weekday() >= 5: raise ValueError(f"{dd} is not a trading day (weekend)")
-            d = int(np.busday_count(b.date0, dd))
+            if not np.is_busday(dd, busdaycal=b.cal): raise ValueError(f"{dd} is not a trading day ({b.inst.symbol}'s exchange holiday)")
+            d = int(np.busday_count(b.date0, dd, busdaycal=b.cal))
         if not isinstance(d, (int, np.integer)) or isinstance(d, bool): raise ValueError(f"day_index must be an int or a date (got {day_index!r})")
         if d <= b.day: raise ValueError(f"day {d} is not in the future (today is day {b.day}); regimes switch from a later day")
         b.proc.schedule(int(d), r)
@@ -979,7 +1034,7 @@ def regime_history(self:Market, symbol:str) -> pd.Series:
     "The regime of every simulated day up to today, by date (the truth a drift detector is trying to find)."
     b = self._book(symbol); self._sync_books(self.clock.time())
     d = np.arange(b.day + 1)
-    return pd.Series([b.proc.reg[i].name for i in d], index=pd.DatetimeIndex(np.busday_offset(b.date0, d).astype("datetime64[ns]"), name="date"), name="regime")
+    return pd.Series([b.proc.reg[i].name for i in d], index=pd.DatetimeIndex(np.busday_offset(b.date0, d, busdaycal=b.cal).astype("datetime64[ns]"), name="date"), name="regime")
 
 @patch
 def halt(self:Market, symbol:str, halted:bool=True):

@@ -23,8 +23,13 @@ from .runner import PaperTradingRunner
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'REVERSAL', 'Scenario', 'rehearsal_settings', 'plan_drops', 'RehearsalResult', 'rehearse', 'summary_lines',
-           'add_cli_arguments', 'cli_run', 'rehearsal_reports']
+__all__ = ['log', 'REVERSAL', 'Scenario', 'rehearsal_days', 'rehearsal_settings', 'plan_drops', 'RehearsalResult', 'rehearse',
+           'summary_lines', 'add_cli_arguments', 'cli_run', 'rehearsal_reports']
+
+# %% ../nbs/15_rehearsal.ipynb #75899acd
+from zoneinfo import ZoneInfo
+from .config import SYMBOL_CALENDARS
+from .core import trading_days
 
 # %% ../nbs/15_rehearsal.ipynb #d55f2c4a
 REVERSAL = Regime(phi=-0.7, vol_scale=1.6, name="reversal")
@@ -55,6 +60,12 @@ class Scenario:
         if not (math.isfinite(self.slippage_bias) and 0 < self.slippage_bias <= 20):
             raise ValueError(f"slippage_bias must be in (0, 20] (got {self.slippage_bias!r})")
         if not (isinstance(self.seed, int) and self.seed >= 0): raise ValueError(f"seed must be a whole number >= 0 (got {self.seed!r})")
+
+# %% ../nbs/15_rehearsal.ipynb #461fbae6
+def rehearsal_days(sc:Scenario, symbols=("ZO", "HE")) -> list:
+    "The trading dates a scenario runs: its first `days` trading days of `symbols`' exchanges (US/Central dates)."
+    d0 = sc.start.astimezone(ZoneInfo("America/Chicago")).date()
+    return trading_days([SYMBOL_CALENDARS.get(s, "") for s in symbols], d0, sc.days)
 
 # %% ../nbs/15_rehearsal.ipynb #ef46bf2c
 def rehearsal_settings(sc:Scenario, state_dir, settings:Settings|None=None) -> Settings:

@@ -30,17 +30,21 @@ __all__ = ['log', 'RUNNER_SCHEMA', 'FAILURES', 'trading_date', 'next_cycle_time'
            'allowed_target', 'order_cap', 'step_toward', 'CycleFailed', 'classify_failure', 'PaperTradingRunner',
            'parent_ref_for', 'cycles_frame']
 
+# %% ../nbs/13_runner.ipynb #92e8586d
+from .config import SYMBOL_CALENDARS
+from .core import is_exchange_holiday
+
 # %% ../nbs/13_runner.ipynb #8e220f31
 def trading_date(t:datetime, tz:str) -> date:
     "The date of `t` in time zone `tz`."
     return t.astimezone(ZoneInfo(tz)).date()
 
-def next_cycle_time(t:datetime, at:dtime, tz:str) -> datetime:
-    "The first weekday at local time `at` (in `tz`) at or after `t`, in UTC."
+def next_cycle_time(t:datetime, at:dtime, tz:str, calendars=()) -> datetime:
+    "The first weekday at local time `at` (in `tz`) at or after `t`, in UTC, that is not a holiday of every exchange calendar in `calendars`."
     d = trading_date(t, tz)
     while True:
         c = _cycle_on(d, at, tz)
-        if c.weekday() < 5 and c >= t: return c.astimezone(timezone.utc)
+        if c.weekday() < 5 and c >= t and not is_exchange_holiday(calendars, d): return c.astimezone(timezone.utc)
         d += timedelta(days=1)
 
 # %% ../nbs/13_runner.ipynb #e24f5d41
@@ -176,6 +180,19 @@ def _end(self:PaperTradingRunner, day:date, status:str, summary:dict, failure:st
     with transaction(self.conn) as c:
         c.execute("UPDATE runner_cycles SET status = ?, finished_utc = ?, failure = ?, reason = ?, summary = ? WHERE trading_date = ?",
                   (status, to_utc_iso(self.now()), failure, reason, json.dumps(summary, default=str), day.isoformat()))
+
+# %% ../nbs/13_runner.ipynb #9df92e95
+@patch(as_prop=True)
+def calendars(self:PaperTradingRunner) -> tuple:
+    "The exchange calendars of the runner's symbols ('' for a symbol without one)."
+    c = getattr(self, "_calendars", None)
+    return tuple(c) if c is not None else tuple(SYMBOL_CALENDARS.get(s, "") for s in self.symbols)
+
+@patch
+def market_holiday(self:PaperTradingRunner, day:date) -> str|None:
+    "Why `day` has no cycle (every traded exchange is closed for a holiday), or None."
+    if not is_exchange_holiday(self.calendars, day): return None
+    return f"market holiday: {', '.join(self.symbols)} closed on {day:%a %Y-%m-%d} ({', '.join(dict.fromkeys(c for c in self.calendars if c))})"
 
 # %% ../nbs/13_runner.ipynb #fa091e4b
 @patch
@@ -341,7 +358,11 @@ def _fills_of(self:PaperTradingRunner, day:date) -> int:
 async def run_cycle(self:PaperTradingRunner, day:date|None=None) -> dict:
     "Run (or finish) the cycle of trading date `day` (default: today in the schedule's zone); returns its summary."
     async with self._cycle_lock:                          # a second caller waits, then finds the day done
-        return await self._run_cycle(day)
+        d = day or trading_date(self.now(), self.tz)
+        if (why := self.market_holiday(d)):                   # the cron fires on weekdays; a holiday has no cycle and no row
+            log.info("no cycle on %s: %s", d, why); self._emit("holiday", trading_date=str(d), reason=why)
+            return dict(trading_date=str(d), status="skipped", skipped=why)
+        return await self._run_cycle(d)
 
 @patch
 async def _run_cycle(self:PaperTradingRunner, day:date|None=None) -> dict:
@@ -388,7 +409,7 @@ async def stop(self:PaperTradingRunner):
 
 @patch
 def scheduler(self:PaperTradingRunner):
-    "An AsyncIOScheduler (not started) running `run_cycle` on weekdays at the configured time and zone."
+    "An AsyncIOScheduler (not started) running `run_cycle` on weekdays at the configured time and zone (`run_cycle` skips exchange holidays)."
     from apscheduler.schedulers.asyncio import AsyncIOScheduler
     from apscheduler.triggers.cron import CronTrigger
     sc = self.settings.schedule
@@ -415,7 +436,7 @@ async def run_days(self:PaperTradingRunner, n:int, before_cycle=None, after_cycl
     if not (isinstance(n, int) and n >= 1): raise ValueError(f"n must be a whole number of days >= 1 (got {n!r})")
     sc, out = self.settings.schedule, []
     for i in range(n):
-        t = next_cycle_time(self.now(), sc.daily_cycle_time, sc.timezone)
+        t = next_cycle_time(self.now(), sc.daily_cycle_time, sc.timezone, self.calendars)   # exchange holidays skipped
         for stop in (t - timedelta(hours=1), t):          # the night first (a nightly restart happens there), then the cycle
             if (dt := (stop - self.now()).total_seconds()) > 0:
                 self.clock.advance(dt); await asyncio.sleep(settle)
