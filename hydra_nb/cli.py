@@ -12,8 +12,8 @@ from .config import SettingsError, UnsafeConfigError, load_settings, settings_in
 from .core import StateDBError
 
 # %% auto #0
-__all__ = ['SUBCOMMANDS', 'settings_from_args', 'status', 'schedule_warnings', 'risk_status', 'kill', 'resume', 'smoke_test',
-           'smoke_cli', 'build_parser', 'main']
+__all__ = ['SUBCOMMANDS', 'settings_from_args', 'status', 'schedule_warnings', 'risk_status', 'kill', 'resume',
+           'last_market_data', 'smoke_test', 'smoke_cli', 'build_parser', 'main']
 
 # %% ../nbs/90_cli.ipynb #0c74784e
 def _common() -> argparse.ArgumentParser:
@@ -54,6 +54,8 @@ def status(args) -> int:
             for name, b in risk["breakers"].items():
                 print(f"    {name:<22} {b['state']:<10} trips {b['trip_count']}  periods left {b['periods_remaining']}")
             print()
+        md = last_market_data(s)
+        if md: print(f"  market data   : {md}   ([ib] market_data_type = {s.ib.market_data_type})\n")
     if not getattr(args, "json", False):
         for w in warn: print(f"WARNING: schedule: {w}", file=sys.stderr)
     if err is not None:
@@ -100,6 +102,21 @@ def resume(args) -> int:
     finally: m.close()
     print("resumed: the kill switch is off")
     return 0
+
+# %% ../nbs/90_cli.ipynb #06b3cde3
+def last_market_data(s:Settings) -> str|None:
+    "What the last runner cycle traded on ('2026-10-19: delayed (HE delayed, ZO delayed)'), or None without one."
+    import sqlite3
+    p = s.state_dir/"hydra.db"
+    if not p.exists(): return None
+    c = sqlite3.connect(f"file:{p}?mode=ro", uri=True)
+    try: r = c.execute("SELECT trading_date, summary FROM runner_cycles ORDER BY trading_date DESC LIMIT 1").fetchone()
+    except sqlite3.Error: return None
+    finally: c.close()
+    if r is None: return None
+    sm = json.loads(r[1])
+    per = ", ".join(f"{k} {v}" for k, v in sm.get("market_data", {}).items())
+    return f"{r[0]}: {sm.get('market_data_type') or 'not seen'}" + (f" ({per})" if per else "")
 
 # %% ../nbs/90_cli.ipynb #4168802f
 async def smoke_test(s:Settings, symbol:str="ZO", client_id:int|None=None, clock=None, out=print) -> list[tuple]:
