@@ -19,9 +19,10 @@ from .core import ensure_schema, parent_ref_of, to_utc_iso, transaction, utcnow
 from .journal import FillJournal, FillRecord, risk_decision_row
 
 # %% auto #0
-__all__ = ['log', 'DONE_STATES', 'FARM_CODES', 'ORDER_OVER_CODES', 'BrokerError', 'NotConnected', 'TradingSession',
-           'QualifiedContract', 'MarketSnapshot', 'AccountState', 'ChildOrder', 'WriteBehindRecorder', 'BrokerGateway',
-           'sim_settings', 'front_month', 'instrument_query', 'one_product', 'bar_stats']
+__all__ = ['log', 'DONE_STATES', 'FARM_CODES', 'ORDER_OVER_CODES', 'MD_TYPE_NAMES', 'MD_REFUSED', 'MD_FALLBACK', 'MD_CODES',
+           'BrokerError', 'NotConnected', 'TradingSession', 'QualifiedContract', 'MarketSnapshot', 'AccountState',
+           'ChildOrder', 'WriteBehindRecorder', 'BrokerGateway', 'sim_settings', 'front_month', 'instrument_query',
+           'one_product', 'bar_stats', 'md_type_name']
 
 # %% ../nbs/08_broker.ipynb #8f83259d
 log = logging.getLogger("hydra_nb.broker")
@@ -120,6 +121,7 @@ class MarketSnapshot:
     multiplier: float
     time: datetime
     price_magnifier: float = 1.0
+    market_data_type: str = "live"        # IB's marketDataType of the quote: live, frozen, delayed, delayed_frozen
     @property
     def point_value(self) -> float: return self.multiplier / self.price_magnifier
     @property
@@ -286,6 +288,7 @@ class BrokerGateway:
         self._resync_lock, self._nav, self._pos, self._mv = asyncio.Lock(), None, {}, {}
         self._unjournaled: dict = {}                      # execId -> Fill whose journal write failed (retried)
         self._mem_state, self._marks = {}, None           # broker state without a journal; [day, sod, peak] cache
+        self._md_errors, self._hist_errors, self._md_delayed, self._md_types, self._mdt_sent = {}, {}, set(), {}, 1   # market data permissions
 
     @property
     def port_kind(self) -> PortKind: return classify_port(self.port, self.settings.ib.paper_ports, self.settings.ib.live_ports)
@@ -342,6 +345,7 @@ async def _open(self:BrokerGateway):
     await self.ib.connectAsync(self.host, self.port, clientId=self.client_id, timeout=ibs.connect_timeout,
                                readonly=self.read_only, account=ibs.account, raiseSyncErrors=True)
     self._link_up = True
+    self._mdt_sent = 1                                  # a new API session starts at market data type 1
 
 @patch
 async def connect(self:BrokerGateway) -> BrokerGateway:
@@ -419,6 +423,7 @@ def _on_error(self:BrokerGateway, req_id, code, msg, contract=None):
 def _wire(self:BrokerGateway):
     ib = self.ib
     ib.errorEvent += self._on_error
+    ib.errorEvent += self._on_md_error
     ib.disconnectedEvent += self._on_disconnected
     ib.openOrderEvent += self._on_trade
     ib.orderStatusEvent += self._on_status
@@ -539,7 +544,7 @@ def _record(self:BrokerGateway, fill) -> FillRecord:
     cr = fill.commissionReport
     comm = cr.commission if cr is not None and cr.execId == e.execId and math.isfinite(cr.commission) and cr.commission < 1e300 else None
     ctx = {} if p is None else {f: p[f] for f in ("arrival_mid", "spread", "adv", "daily_vol", "tick_size",
-                                                    "impact_coefficient", "predicted_slippage")}
+                                                    "impact_coefficient", "predicted_slippage", "market_data_type")}
     return FillRecord(exec_id=e.execId, time=e.time, symbol=k.symbol, side=e.side, quantity=e.shares, price=e.price,
                       order_id=e.orderId or None, order_ref=e.orderRef or None, perm_id=e.permId or None, con_id=k.conId,
                       latency_ms=lat, commission=comm, currency=cr.currency if comm is not None else None, **ctx)
@@ -710,6 +715,58 @@ def bar_stats(closes, volumes, n:int=20) -> tuple[float, float]:
     if len(c) < 6 or not ok: raise BrokerError(f"need at least 6 valid daily bars for ADV and volatility (got {len(c)})")
     return float(v.mean()), float(np.diff(np.log(c)).std(ddof=1) * c[-1])
 
+# %% ../nbs/08_broker.ipynb #e04af685
+MD_TYPE_NAMES = {1: "live", 2: "frozen", 3: "delayed", 4: "delayed_frozen"}
+MD_REFUSED = frozenset({354, 10089, 10090, 10168, 10186, 10197})       # no (or not all) market data for the request
+MD_FALLBACK = frozenset({354, 10089, 10090, 10186})                     # ... of which delayed data may help
+MD_CODES = MD_REFUSED | {10167}                                          # 10167: displaying delayed data (a warning)
+
+def md_type_name(kind) -> str:
+    "IB's marketDataType number as a name (ib_async's `Ticker.marketDataType`; 1 until IB says otherwise)."
+    try: return MD_TYPE_NAMES.get(int(kind), "live")
+    except (TypeError, ValueError): return "live"
+
+@patch
+def _on_md_error(self:BrokerGateway, req_id, code, msg, contract=None):
+    con = getattr(contract, "conId", 0) if contract is not None else 0
+    if not con: return
+    if code == 162: self._hist_errors[con] = (code, msg); return
+    if code not in MD_CODES: return
+    self._md_errors[con] = (code, msg)
+    log.info("market data for %s: IB %d: %s", getattr(contract, "localSymbol", con), code, msg)
+    tk = self._tickers.get(con)
+    if tk is not None: tk.updateEvent.emit(tk)                # wake a snapshot waiting on that ticker
+
+# %% ../nbs/08_broker.ipynb #00283d1a
+@patch
+def _subscribe(self:BrokerGateway, qc:QualifiedContract):
+    "Stream `qc`'s quotes at the market data type the settings (and an earlier fallback) ask for."
+    want = 3 if self.settings.ib.market_data_type == "delayed" or qc.con_id in self._md_delayed else 1
+    if want != self._mdt_sent: self.ib.reqMarketDataType(want); self._mdt_sent = want     # applies to the requests that follow
+    self._md_errors.pop(qc.con_id, None)
+    tk = self._tickers[qc.con_id] = self.ib.reqMktData(qc.contract, "", False, False)
+    return tk
+
+@patch
+def _md_refused(self:BrokerGateway, qc:QualifiedContract) -> bool:
+    "True if `auto` should retry `qc` on delayed data now; `BrokerError` (IB's code and text) if its market data is refused for good."
+    err = self._md_errors.get(qc.con_id)
+    if err is None or err[0] not in MD_REFUSED: return False
+    code, msg = err
+    if self.settings.ib.market_data_type == "auto" and code in MD_FALLBACK and qc.con_id not in self._md_delayed:
+        self._md_delayed.add(qc.con_id)
+        self._event("market_data_delayed", f"{qc.local_symbol}: IB {code}: {msg}; asking for delayed data")
+        self.ib.cancelMktData(qc.contract); self._tickers.pop(qc.con_id, None)
+        return True
+    raise BrokerError(f"no market data for {qc.local_symbol} (conId {qc.con_id}, market_data_type {self.settings.ib.market_data_type}): "
+                      f"IB error {code}: {msg}")
+
+@patch
+def _no_bars(self:BrokerGateway, qc:QualifiedContract) -> str:
+    "Why IB sent no bars for `qc`: its error (162 ...) if it sent one."
+    err = self._hist_errors.pop(qc.con_id, None)
+    return f"IB error {err[0]}: {err[1]}" if err else "IB sent no daily bars"
+
 # %% ../nbs/08_broker.ipynb #49c6e8a1
 def _px(x) -> float|None:
     return float(x) if x is not None and math.isfinite(x) and 0 < x < 1e300 else None
@@ -720,6 +777,7 @@ async def _daily(self:BrokerGateway, qc:QualifiedContract) -> tuple[float, float
     if key not in self._bars:
         bars = await asyncio.wait_for(self.ib.reqHistoricalDataAsync(qc.contract, "", "30 D", "1 day", "TRADES", True),
                                       self.settings.ib.request_timeout)
+        if not bars: raise BrokerError(f"no market data for {qc.local_symbol}: {self._no_bars(qc)}")
         self._bars[key] = bar_stats([b.close for b in bars], [b.volume for b in bars])
     return self._bars[key]
 
@@ -734,8 +792,9 @@ async def snapshot(self:BrokerGateway, what, timeout:float|None=None) -> MarketS
         if tk is not None and self._tickers.get(qc.con_id) is not tk:     # dropped meanwhile: that ticker is dead
             if not self.ib.isConnected(): raise NotConnected(f"no market data for {qc.local_symbol}: the connection dropped")
         tk = self._tickers.get(qc.con_id)
-        if tk is None: tk = self._tickers[qc.con_id] = self.ib.reqMktData(qc.contract, "", False, False)
+        if tk is None: tk = self._subscribe(qc)
         if _px(tk.bid) is not None and _px(tk.ask) is not None and tk.ask >= tk.bid: break
+        if self._md_refused(qc): tk = self._subscribe(qc); continue             # auto: the one fall back to delayed data
         left = end - time.monotonic()
         if left <= 0: raise BrokerError(f"no market data for {qc.local_symbol} (conId {qc.con_id}): no two-sided quote "
                                         f"(bid {tk.bid}, ask {tk.ask}) within {timeout or self.settings.ib.request_timeout:g} s")
@@ -743,8 +802,9 @@ async def snapshot(self:BrokerGateway, what, timeout:float|None=None) -> MarketS
         except asyncio.TimeoutError: pass
         except ValueError: await asyncio.sleep(0)               # ib_async ended the ticker's events: it dropped
     adv, vol = await self._daily(qc)
+    self._md_types[qc.con_id] = md = md_type_name(tk.marketDataType)
     return MarketSnapshot(qc.symbol, qc.con_id, float(tk.bid), float(tk.ask), float(tk.bidSize or 0), float(tk.askSize or 0),
-                          _px(tk.last), adv, vol, qc.tick_size, qc.multiplier, self.now(), qc.price_magnifier)
+                          _px(tk.last), adv, vol, qc.tick_size, qc.multiplier, self.now(), qc.price_magnifier, md)
 
 # %% ../nbs/08_broker.ipynb #c57b7dd1
 def _duration(days:int) -> str:
@@ -759,9 +819,11 @@ async def daily_bars(self:BrokerGateway, what, days:int=250, include_today:bool=
     dur = _duration(days)
     bars = await asyncio.wait_for(self.ib.reqHistoricalDataAsync(qc.contract, "", dur, "1 day", "TRADES", True),
                                   self.settings.ib.request_timeout)
+    if not bars: raise BrokerError(f"no market data for {qc.local_symbol}: {self._no_bars(qc)}")
     df = pd.DataFrame([(pd.Timestamp(b.date), b.open, b.high, b.low, b.close, b.volume) for b in bars],
                       columns=["date", "open", "high", "low", "close", "volume"]).set_index("date")
     if not include_today: df = df[df.index.date < self.now().astimezone(self._tz).date()]
+    if df.empty: raise BrokerError(f"no market data for {qc.local_symbol}: no completed daily bar before today")
     return df.iloc[-days:]
 
 # %% ../nbs/08_broker.ipynb #1723eb1b
@@ -913,6 +975,7 @@ def _cancel(self:BrokerGateway, order) -> ChildOrder|None:
 def register_parent(self:BrokerGateway, **ctx) -> dict:
     "Record a parent order's decision context (idempotent by `parent_ref`); returns the stored context."
     if self.journal is None: raise BrokerError("a journal is needed to route orders (fills must be recorded)")
+    if ctx.get("con_id") in self._md_types: ctx.setdefault("market_data_type", self._md_types[ctx["con_id"]])
     return self.journal.record_parent(**ctx)
 
 @patch

@@ -13,8 +13,8 @@ from .core import StateDBError
 
 # %% auto #0
 __all__ = ['REFERENCE_CONTRACTS', 'NOMINAL_EQUITY', 'SUBCOMMANDS', 'settings_from_args', 'status', 'schedule_warnings',
-           'contract_limits', 'sizing_warnings', 'risk_status', 'kill', 'resume', 'smoke_test', 'smoke_cli',
-           'build_parser', 'main']
+           'contract_limits', 'sizing_warnings', 'risk_status', 'kill', 'resume', 'last_market_data', 'smoke_test',
+           'smoke_cli', 'build_parser', 'main']
 
 # %% ../nbs/90_cli.ipynb #0c74784e
 def _common() -> argparse.ArgumentParser:
@@ -57,6 +57,8 @@ def status(args) -> int:
             for name, b in risk["breakers"].items():
                 print(f"    {name:<22} {b['state']:<10} trips {b['trip_count']}  periods left {b['periods_remaining']}")
             print()
+        md = last_market_data(s)
+        if md: print(f"  market data   : {md}   ([ib] market_data_type = {s.ib.market_data_type})\n")
     if not getattr(args, "json", False):
         for w in warn: print(f"WARNING: schedule: {w}", file=sys.stderr)
         for w in sizing: print(f"WARNING: sizing: {w}", file=sys.stderr)
@@ -162,9 +164,24 @@ def resume(args) -> int:
     print("resumed: the kill switch is off")
     return 0
 
+# %% ../nbs/90_cli.ipynb #06b3cde3
+def last_market_data(s:Settings) -> str|None:
+    "What the last runner cycle traded on ('2026-10-19: delayed (HE delayed, ZO delayed)'), or None without one."
+    import sqlite3
+    p = s.state_dir/"hydra.db"
+    if not p.exists(): return None
+    c = sqlite3.connect(f"file:{p}?mode=ro", uri=True)
+    try: r = c.execute("SELECT trading_date, summary FROM runner_cycles ORDER BY trading_date DESC LIMIT 1").fetchone()
+    except sqlite3.Error: return None
+    finally: c.close()
+    if r is None: return None
+    sm = json.loads(r[1])
+    per = ", ".join(f"{k} {v}" for k, v in sm.get("market_data", {}).items())
+    return f"{r[0]}: {sm.get('market_data_type') or 'not seen'}" + (f" ({per})" if per else "")
+
 # %% ../nbs/90_cli.ipynb #4168802f
 async def smoke_test(s:Settings, symbol:str="ZO", client_id:int|None=None, clock=None, out=print) -> list[tuple]:
-    "Run the connectivity check; returns [(step, ok, milliseconds, detail)]. Stops at the first failed step."
+    "Run the connectivity check (as the CLI client id unless told: a running runner holds the trading one); returns [(step, ok, milliseconds, detail)]. Stops at the first failed step."
     import time
     from hydra_nb.broker import BrokerGateway
     from hydra_nb.config import PortKind, classify_port
@@ -183,7 +200,7 @@ async def smoke_test(s:Settings, symbol:str="ZO", client_id:int|None=None, clock
     except UnsafeConfigError as e: step("port", False, t0, str(e)); return steps
     step("port", True, t0, f"{s.ib.host}:{s.ib.port} paper")
     j = FillJournal(s.state_dir)
-    b = BrokerGateway(s, client_id=s.ib.client_id if client_id is None else client_id, read_only=False, journal=j, clock=clock)
+    b = BrokerGateway(s, client_id=s.ib.cli_client_id if client_id is None else client_id, read_only=False, journal=j, clock=clock)
     try: await _smoke(b, j, s, symbol, step)
     finally:
         await b.disconnect(); j.close()
@@ -202,7 +219,7 @@ async def _smoke(b, j, s, symbol, step):
     t = time.perf_counter()
     try: qc = await b.qualify(symbol); snap = await b.snapshot(qc, timeout=s.ib.request_timeout)
     except (BrokerError, ValueError) as e: return step("qualify", False, t, str(e))
-    step("qualify", True, t, f"{qc.local_symbol} conId {qc.con_id}, bid {snap.bid:g} ask {snap.ask:g}")
+    step("qualify", True, t, f"{qc.local_symbol} conId {qc.con_id}, bid {snap.bid:g} ask {snap.ask:g} ({snap.market_data_type} data)")
     om = OrderManager(RiskGate.from_settings(b, s.risk, db=j.conn, recorder=b.recorder), b)
     price = on_tick(snap.bid * (1 - s.risk.price_band / 2), qc.tick_size, "down")   # far below the bid, inside the band
     t, rej = time.perf_counter(), []
@@ -217,9 +234,11 @@ async def _smoke(b, j, s, symbol, step):
 # %% ../nbs/90_cli.ipynb #1b3e6a47
 def _add_smoke(p):
     p.add_argument("--symbol", default="ZO", help="future to qualify and test with (default ZO)")
-    p.add_argument("--client-id", type=int, default=None, help="client id (default: the trading client id of the settings)")
+    p.add_argument("--client-id", type=int, default=None, help="client id (default: [ib] cli_client_id; the trading one is a running runner's)")
     p.add_argument("--sim", action="store_true", help="start the embedded IB gateway in this process and test against it "
                    "(state in a temporary directory)")
+    p.add_argument("--sim-market-data", choices=("live", "delayed", "none"), default="live",
+                   help="with --sim: the simulated account's market data (delayed: IB's free delayed data only)")
 
 def smoke_cli(args) -> int:
     "Run `smoke_test` on the settings' gateway (or an embedded one with --sim); exit 0 if every step passed."
@@ -231,7 +250,7 @@ def smoke_cli(args) -> int:
         from hydra_nb.broker import sim_settings
         from hydra_nb.gateway_sim import GatewaySim
         from hydra_nb.market import SimClock
-        async with GatewaySim(port=0, clock=SimClock(mode="real")) as gw:
+        async with GatewaySim(port=0, clock=SimClock(mode="real"), market_data=getattr(args, "sim_market_data", "live")) as gw:
             return await smoke_test(sim_settings(s, gw.port), args.symbol, args.client_id, clock=gw.clock)
     print(f"hydra smoke-test: {'embedded gateway' if args.sim else f'{s.ib.host}:{s.ib.port}'}, {args.symbol}")
     if args.sim:                                                   # a simulated order never goes into the operator's journal

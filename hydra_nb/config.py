@@ -104,6 +104,8 @@ class IBSettings:
     account: str = _opt("", doc="account id; empty = the first managed account")
     paper_ports: list[int] = _opt([], _ports, "extra ports the operator declares as paper")
     live_ports: list[int] = _opt([], _ports, "extra ports the operator declares as live")
+    market_data_type: str = _opt("auto", lambda v: v in ("auto", "live", "delayed") or "must be auto, live or delayed",
+                                 "auto (live, else IB's delayed data where not subscribed), live or delayed")
 
 @dataclass(frozen=True)
 class TradingSettings:

@@ -27,9 +27,11 @@ from .gateway_messages import (ASK, BID, CLOSE, HIGH, LAST, LOW, OPEN, VOLUME, S
     msg_tick_price, msg_tick_req_params, msg_tick_size)
 
 # %% auto #0
-__all__ = ['log', 'PACING_VIOLATION', 'INBOX_MAX', 'FARM_NOTICES', 'NO_SECDEF', 'MAX_ORDER_ID', 'RateLimitedLog', 'Fields',
-           'SimPosition', 'Ledger', 'Faults', 'HistPacing', 'pacing_problem', 'RoundRobin', 'GatewaySim', 'handles',
-           'parse_duration', 'parse_filter_time', 'held_text']
+__all__ = ['log', 'PACING_VIOLATION', 'INBOX_MAX', 'MARKET_DATA_MODES', 'DELAYED_TICKS', 'MD_NOT_SUBSCRIBED',
+           'MD_NEEDS_API_SUBSCRIPTION', 'MD_DISPLAYING_DELAYED', 'MD_DELAYED_NOT_ENABLED', 'HIST_NO_PERMISSIONS',
+           'FARM_NOTICES', 'NO_SECDEF', 'MAX_ORDER_ID', 'RateLimitedLog', 'Fields', 'SimPosition', 'Ledger', 'Faults',
+           'HistPacing', 'pacing_problem', 'RoundRobin', 'check_market_data_mode', 'as_delayed', 'GatewaySim',
+           'handles', 'parse_duration', 'parse_filter_time', 'held_text']
 
 # %% ../nbs/07d_gateway_server.ipynb #d9f2d44a
 log = logging.getLogger("hydra_nb.gateway_sim")
@@ -385,6 +387,25 @@ def _admit(self: _Session, frames: list[list[str]]) -> list[list[str]]:
         out.append(f)
     return out
 
+# %% ../nbs/07d_gateway_server.ipynb #24e86db2
+MARKET_DATA_MODES = ("live", "delayed", "none")
+DELAYED_TICKS = {0: 69, BID: 66, ASK: 67, 3: 70, LAST: 68, 5: 71, HIGH: 72, LOW: 73, VOLUME: 74, CLOSE: 75, OPEN: 76}   # 0/3/5: bid/ask/last size
+MD_NOT_SUBSCRIBED = "Requested market data is not subscribed.Delayed market data is not available."                      # 354
+MD_NEEDS_API_SUBSCRIPTION = ("Requested market data requires additional subscription for API. See link in 'Market Data "
+                             "Connections' dialog for more details.Delayed market data is available.")                    # 10089
+MD_DISPLAYING_DELAYED = "Requested market data is not subscribed. Displaying delayed market data."                          # 10167
+MD_DELAYED_NOT_ENABLED = "Requested market data is not subscribed. Delayed market data is not enabled."                     # 10168
+HIST_NO_PERMISSIONS = "Historical Market Data Service error message:No market data permissions for"                        # 162
+
+def check_market_data_mode(mode: str) -> str:
+    "One of `MARKET_DATA_MODES`, or ValueError naming them."
+    if mode not in MARKET_DATA_MODES: raise ValueError(f"market_data must be one of {', '.join(MARKET_DATA_MODES)} (got {mode!r})")
+    return mode
+
+def as_delayed(msg: list) -> list:
+    "A tick message (price or size) under its delayed tick type."
+    return msg[:3] + [DELAYED_TICKS.get(msg[3], msg[3])] + msg[4:]
+
 # %% ../nbs/07d_gateway_server.ipynb #5cf41486
 class GatewaySim:
     "An embedded IB gateway (TWS API socket protocol) over a simulated market. `async with GatewaySim() as gw:`"
@@ -393,7 +414,8 @@ class GatewaySim:
                  debug: bool = False, time_scale: float | None = None, initial_cash: float = 1_000_000.0,
                  tick_interval: float = 0.05, n_months: int = 3, start_order_id: int = 1, record_wire: bool = False,
                  instruments=None, master_client_id: int | None = None, handshake_timeout: float = 5.0,
-                 high_water: int = 1 << 20, unread_limit: int = 64 << 20, hist_pacing: HistPacing | None = HistPacing()):
+                 high_water: int = 1 << 20, unread_limit: int = 64 << 20, hist_pacing: HistPacing | None = HistPacing(),
+                 market_data: str = "live", delayed_lag: float = 900.0):
         if not (MIN_SERVER_VERSION <= int(server_version) <= MAX_SERVER_VERSION):
             raise ValueError(f"server_version must be in {MIN_SERVER_VERSION}..{MAX_SERVER_VERSION}, got {server_version!r}")
         if not (0 <= int(port) <= 65535): raise ValueError(f"port must be in 0..65535, got {port!r}")
@@ -410,6 +432,7 @@ class GatewaySim:
         self.account, self.debug, self.tick_interval = account, debug, tick_interval
         self.master_client_id = master_client_id
         self.handshake_timeout, self.high_water, self.unread_limit = float(handshake_timeout), int(high_water), int(unread_limit)
+        self.market_data, self.delayed_lag, self._quote_hist = check_market_data_mode(market_data), float(delayed_lag), {}   # see set_market_data
         self.hist_pacing, self._hist_past = hist_pacing, {}          # clientId -> its historical requests in IB's pacing windows
         self.rr = RoundRobin()
         if clock is None:
@@ -626,7 +649,7 @@ def _req_accts(gw, s, fields): s.send(msg_managed_accounts([gw.account]))
 def _req_time(gw, s, fields): s.send(msg_current_time(int(gw.clock.now().timestamp())))
 
 @handles(Out.REQ_MARKET_DATA_TYPE)
-def _req_mdt(gw, s, fields): pass        # always live data
+def _req_mdt(gw, s, fields): r = Fields(fields); r.int(); s.md_type = r.int(1)      # applies to the requests that follow
 
 @handles(Out.REQ_AUTO_OPEN_ORDERS)
 def _req_auto(gw, s, fields): pass
@@ -655,6 +678,47 @@ def list_product(self: GatewaySim, *contracts: FutureContract):
     self.listing_only = tuple(getattr(self, "listing_only", ())) + contracts
     self._refresh_contracts(self._listed_on)
 
+# %% ../nbs/07d_gateway_server.ipynb #7d071ecc
+@patch
+def set_market_data(self: GatewaySim, mode: str, delayed_lag: float | None = None):
+    "Change the account's market-data permissions (`live`, `delayed`, `none`) for the requests that follow."
+    if delayed_lag is not None and not (delayed_lag >= 0 and math.isfinite(delayed_lag)): raise ValueError(f"delayed_lag must be >= 0 s, got {delayed_lag!r}")
+    self.market_data = check_market_data_mode(mode)
+    if delayed_lag is not None: self.delayed_lag = float(delayed_lag)
+
+@patch
+def _md_kind(self: GatewaySim, s: _Session, req_id: int, c) -> int | None:
+    "The market data type this request gets (IB's 1, 3 or 4), or None after sending IB's refusal."
+    want, where = getattr(s, "md_type", 1), f"{c.symbol} {c.exchange}/TOP/ALL"
+    if self.market_data == "live": return 1
+    if self.market_data == "none":
+        s.send(msg_error(req_id, 354, f"{MD_NOT_SUBSCRIBED}{where}", s.sv) if want in (1, 2) else msg_error(req_id, 10168, MD_DELAYED_NOT_ENABLED, s.sv))
+        return None
+    if want in (1, 2): s.send(msg_error(req_id, 10089, f"{MD_NEEDS_API_SUBSCRIPTION}{where}", s.sv)); return None
+    s.send(msg_error(req_id, 10167, MD_DISPLAYING_DELAYED, s.sv))
+    return 4 if want == 4 and not self.market.session_open(c.symbol) else 3
+
+# %% ../nbs/07d_gateway_server.ipynb #0da96f88
+@patch
+def _record_quotes(self: GatewaySim):
+    if self.market_data != "delayed": return
+    t = self.clock.time()
+    for sym in self.market.instruments:
+        h = self._quote_hist.setdefault(sym, deque())
+        q = self.market.quote(sym)
+        if not h or _quote_key(h[-1][1]) != _quote_key(q): h.append((t, q))
+        while len(h) > 1 and h[1][0] <= t - self.delayed_lag: h.popleft()    # keep the newest one old enough
+
+@patch
+def _md_quote(self: GatewaySim, sym: str, kind: int = 1):
+    "The quote a subscriber of market data type `kind` sees now."
+    if kind == 1: return self.market.quote(sym)
+    h, t = self._quote_hist.get(sym), self.clock.time() - self.delayed_lag
+    if not h: self._record_quotes(); h = self._quote_hist.get(sym)
+    if not h: return self.market.quote(sym)
+    old = [q for ts, q in h if ts <= t]
+    return old[-1] if old else h[0][1]
+
 # %% ../nbs/07d_gateway_server.ipynb #197c1dc2
 _EXTRA = ((HIGH, "high"), (LOW, "low"), (CLOSE, "close"), (OPEN, "open"))
 
@@ -676,11 +740,13 @@ def _req_mkt_data(gw: GatewaySim, s: _Session, fields):
     r.s(); snapshot = r.bool()
     c = _one_contract(gw, q)
     if c is None: s.send(msg_error(req_id, 200, NO_SECDEF, s.sv)); return
-    quote = gw.market.quote(c.symbol)
-    s.send(msg_market_data_type(req_id, 1)); s.send(msg_tick_req_params(req_id, c.tick))
-    for m in _quote_ticks(req_id, quote): s.send(m)
+    kind = gw._md_kind(s, req_id, c)                       # 1 live, 3/4 delayed; None: refused (IB's error sent)
+    if kind is None: return
+    quote = gw._md_quote(c.symbol, kind)
+    s.send(msg_market_data_type(req_id, kind)); s.send(msg_tick_req_params(req_id, c.tick))
+    for m in _quote_ticks(req_id, quote): s.send(m if kind == 1 else as_delayed(m))
     if snapshot: s.send(msg_snapshot_end(req_id))
-    else: s.mkt[req_id] = dict(contract=c, key=_quote_key(quote))
+    else: s.mkt[req_id] = dict(contract=c, key=_quote_key(quote), kind=kind)
 
 @handles(Out.CANCEL_MKT_DATA)
 def _cancel_mkt_data(gw, s, fields):
@@ -723,6 +789,7 @@ def _req_hist(gw: GatewaySim, s: _Session, fields):
     end, bar_size, duration, use_rth, what = r.s(), r.s(), r.s(), r.s(), r.s()
     c = _one_contract(gw, q)
     if c is None: s.send(msg_error(req_id, 200, NO_SECDEF, s.sv)); return
+    if gw.market_data == "none": s.send(msg_error(req_id, 162, f"{HIST_NO_PERMISSIONS} {c.exchange} FUT", s.sv)); return
     if bar_size.strip().lower() not in ("1 day", "1 d", "1day"):
         s.send(msg_error(req_id, 162, f"Historical Market Data Service error message:the simulator serves daily bars ('1 day') only, not {bar_size[:40]!r}", s.sv)); return
     try: n, end_t = parse_duration(duration), parse_filter_time(end)
@@ -1102,16 +1169,17 @@ def _publish_quotes(self: GatewaySim):
     for s in list(self._by_client.values()):
         for rid, sub in s.mkt.items():
             sym = sub["contract"].symbol
-            q = cache.get(sym) or cache.setdefault(sym, self.market.quote(sym))
+            kind = sub.get("kind", 1); send = s.send if kind == 1 else (lambda m, s=s: s.send(as_delayed(m)))
+            q = cache.get((sym, kind)) or cache.setdefault((sym, kind), self._md_quote(sym, kind))
             k = _quote_key(q)
             if k == sub["key"]: continue
             old = sub["key"]; sub["key"] = k
-            if (q.bid, q.bid_size) != old[0:3:2]: s.send(msg_tick_price(rid, BID, q.bid, q.bid_size))
-            if (q.ask, q.ask_size) != old[1:4:2]: s.send(msg_tick_price(rid, ASK, q.ask, q.ask_size))
-            if (q.last, q.last_size) != old[4:6] and q.last and math.isfinite(q.last): s.send(msg_tick_price(rid, LAST, q.last, q.last_size))
-            if q.volume != old[6]: s.send(msg_tick_size(rid, VOLUME, q.volume))
+            if (q.bid, q.bid_size) != old[0:3:2]: send(msg_tick_price(rid, BID, q.bid, q.bid_size))
+            if (q.ask, q.ask_size) != old[1:4:2]: send(msg_tick_price(rid, ASK, q.ask, q.ask_size))
+            if (q.last, q.last_size) != old[4:6] and q.last and math.isfinite(q.last): send(msg_tick_price(rid, LAST, q.last, q.last_size))
+            if q.volume != old[6]: send(msg_tick_size(rid, VOLUME, q.volume))
             for i, (t, a) in enumerate(_EXTRA):
-                if k[7 + i] != old[7 + i] and k[7 + i]: s.send(msg_tick_price(rid, t, k[7 + i], 0))
+                if k[7 + i] != old[7 + i] and k[7 + i]: send(msg_tick_price(rid, t, k[7 + i], 0))
 
 # %% ../nbs/07d_gateway_server.ipynb #157c9d35
 @patch
@@ -1144,6 +1212,7 @@ def _after_market(self: GatewaySim, fills) -> list[SimExecution]:
         self._refresh_contracts(today)
         self.ledger.day_start_netliq = self.ledger.values(self._marks())["NetLiquidation"]
     self._expire_day_orders()
+    self._record_quotes()
     self._publish_quotes()
     self._check_reset()
     return execs

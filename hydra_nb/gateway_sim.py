@@ -100,6 +100,9 @@ def add_cli_arguments(p: argparse.ArgumentParser):
     g.add_argument("--reset-duration", type=float, default=5.0, metavar="SECONDS", help="connections refused during a reset")
     g.add_argument("--halt", action="append", default=[], metavar="SYMBOL", help="halt an instrument (repeatable)")
     g.add_argument("--reject-next", default=None, metavar="REASON", help="reject the first order with this reason")
+    p.add_argument("--market-data", choices=("live", "delayed", "none"), default="live",   # gateway_server.MARKET_DATA_MODES
+                   help="the account's market data: live (subscribed), delayed (IB's free delayed data only) or none")
+    p.add_argument("--delayed-lag", type=float, default=900.0, metavar="SECONDS", help="how late delayed data is (simulated clock)")
     p.add_argument("--run-for", type=float, default=None, metavar="SECONDS", help=argparse.SUPPRESS)
 
 # %% ../nbs/07e_gateway_sim.ipynb #da0aeeb8
@@ -126,7 +129,8 @@ async def serve(args) -> int:
         clock = SimClock("accelerated" if args.time_scale else "real", start=t, time_scale=args.time_scale or 1.0)
     gw = GatewaySim(host=args.host, port=args.port, seed=args.seed, server_version=args.server_version, clock=clock,
                     account=args.account, debug=args.debug, time_scale=args.time_scale, initial_cash=args.cash,
-                    start_order_id=args.start_order_id, master_client_id=args.master_client_id)
+                    start_order_id=args.start_order_id, master_client_id=args.master_client_id,
+                    market_data=args.market_data, delayed_lag=args.delayed_lag)
     stop = asyncio.Event(); loop = asyncio.get_running_loop()
     async with gw:
         for sig, fn in ((signal.SIGINT, stop.set), (signal.SIGTERM, stop.set),
@@ -134,7 +138,7 @@ async def serve(args) -> int:
             try: loop.add_signal_handler(sig, fn)
             except (NotImplementedError, RuntimeError, AttributeError): pass
         _apply_fault_args(gw, args)
-        print(f"gateway-sim listening on {gw.host}:{gw.port} (server version {gw.server_version}, account {gw.account}, "
+        print(f"gateway-sim listening on {gw.host}:{gw.port} (server version {gw.server_version}, account {gw.account}, market data {gw.market_data}, "
               f"clock {gw.clock.mode}{f' x{gw.clock.time_scale:g}' if gw.clock.mode == 'accelerated' else ''})", flush=True)
         try: await asyncio.wait_for(stop.wait(), args.run_for)
         except asyncio.TimeoutError: pass

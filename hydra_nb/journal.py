@@ -19,7 +19,7 @@ from .core import (StateDBError, as_utc_iso, child_ref, ensure_schema, finite, o
 from .slippage import DEFAULT_IMPACT_COEFFICIENT, estimate_slippage, implementation_shortfall, side_sign
 
 # %% auto #0
-__all__ = ['JOURNAL_MIGRATIONS', 'SCHEMA_VERSION', 'FillRecord', 'FillJournal', 'risk_decision_row']
+__all__ = ['MARKET_DATA_TYPES', 'JOURNAL_MIGRATIONS', 'SCHEMA_VERSION', 'FillRecord', 'FillJournal', 'risk_decision_row']
 
 # %% ../nbs/04_journal.ipynb #a273206e
 _POS, _NONNEG, _ANY = (True, False), (True, True), (False, False)   # `finite`'s (positive, allow_zero)
@@ -33,6 +33,9 @@ def _pnl(v) -> float|None:
     try: f = float(v)
     except (TypeError, ValueError): raise ValueError(f"realized_pnl must be a number (got {v!r})") from None
     return f if math.isfinite(f) and abs(f) < 1e300 else None
+
+# %% ../nbs/04_journal.ipynb #31a52e52
+MARKET_DATA_TYPES = ("live", "frozen", "delayed", "delayed_frozen")   # IB's marketDataType 1..4
 
 # %% ../nbs/04_journal.ipynb #a3eaa2c6
 @dataclass
@@ -60,6 +63,7 @@ class FillRecord:
     commission: float|None = None
     currency: str|None = None
     realized_pnl: float|None = None
+    market_data_type: str|None = None          # IB's marketDataType of the arrival quote: live, frozen, delayed, delayed_frozen
 
     def __post_init__(self):
         if not isinstance(self.exec_id, str) or not self.exec_id.strip(): raise ValueError(f"exec_id must be a non-empty string (got {self.exec_id!r})")
@@ -71,6 +75,7 @@ class FillRecord:
             v = getattr(self, k)
             if v is not None or k in ("quantity", "price"): setattr(self, k, finite(k, v, positive=kind[0], allow_zero=kind[1]))
         self.realized_pnl = _pnl(self.realized_pnl)
+        if self.market_data_type not in (None, *MARKET_DATA_TYPES): raise ValueError(f"market_data_type must be one of {', '.join(MARKET_DATA_TYPES)} (got {self.market_data_type!r})")
         for k in ("order_id", "perm_id", "con_id"):
             v = getattr(self, k)
             if v is not None:
@@ -134,6 +139,8 @@ CREATE TABLE journal_slices (slice_ref TEXT PRIMARY KEY, parent_ref TEXT NOT NUL
 CREATE INDEX journal_slices_parent ON journal_slices(parent_ref)
 """
 _V5 = """
+ALTER TABLE journal_fills ADD COLUMN market_data_type TEXT;
+ALTER TABLE journal_parents ADD COLUMN market_data_type TEXT;
 ALTER TABLE journal_parents ADD COLUMN price_magnifier REAL NOT NULL DEFAULT 1.0
 """
 JOURNAL_MIGRATIONS = {1: _V1, 2: _V2, 3: _V3, 4: _V4, 5: _V5}
@@ -141,7 +148,7 @@ SCHEMA_VERSION = max(JOURNAL_MIGRATIONS)
 
 _COLS = ("exec_id", "time_utc", "symbol", "side", "quantity", "price", "order_id", "order_ref", "perm_id", "con_id",
          "arrival_mid", "spread", "adv", "daily_vol", "tick_size", "impact_coefficient", "predicted_slippage",
-         "actual_slippage", "latency_ms", "commission", "currency", "realized_pnl")
+         "actual_slippage", "latency_ms", "commission", "currency", "realized_pnl", "market_data_type")
 _INSERT = (f"INSERT INTO journal_fills ({', '.join(_COLS)}, recorded_utc) VALUES ({', '.join('?'*len(_COLS))}, ?) "
            "ON CONFLICT(exec_id) DO NOTHING")
 
@@ -359,13 +366,13 @@ def risk_decisions(self:FillJournal, symbol:str|None=None, since=None, until=Non
 
 # %% ../nbs/04_journal.ipynb #d646dd1b
 _PARENT_COLS = ("parent_ref", "decided_utc", "symbol", "con_id", "side", "quantity", "tactic", "arrival_mid", "spread", "adv",
-                "daily_vol", "tick_size", "multiplier", "impact_coefficient", "predicted_slippage", "price_magnifier")
+                "daily_vol", "tick_size", "multiplier", "impact_coefficient", "predicted_slippage", "price_magnifier", "market_data_type")
 
 # %% ../nbs/04_journal.ipynb #78daf82f
 @patch
 def record_parent(self:FillJournal, parent_ref:str, time, symbol:str, side:str, quantity, arrival_mid, spread, adv, daily_vol,
                   tick_size, multiplier=1.0, impact_coefficient=DEFAULT_IMPACT_COEFFICIENT, con_id=None, tactic=None,
-                  price_magnifier=1.0) -> dict:
+                  price_magnifier=1.0, market_data_type=None) -> dict:
     "Record a parent order's decision context (first one wins); return the stored row as a dict. Money is price / `price_magnifier` x `multiplier`."
     child_ref(parent_ref, 0, 0)
     sd = "BUY" if side_sign(side) > 0 else "SELL"
@@ -375,7 +382,7 @@ def record_parent(self:FillJournal, parent_ref:str, time, symbol:str, side:str, 
     pred = estimate_slippage(v["quantity"], v["adv"], v["spread"], v["daily_vol"], v["impact_coefficient"])
     row = (parent_ref, as_utc_iso("time", time), symbol, None if con_id is None else int(con_id), sd, v["quantity"], tactic,
            v["arrival_mid"], v["spread"], v["adv"], v["daily_vol"], v["tick_size"], v["multiplier"], v["impact_coefficient"], pred,
-           v["price_magnifier"])
+           v["price_magnifier"], market_data_type)
     with self._lock, transaction(self.conn) as c:
         c.execute(f"INSERT INTO journal_parents ({', '.join(_PARENT_COLS)}) VALUES ({', '.join('?' * len(_PARENT_COLS))}) "
                   "ON CONFLICT(parent_ref) DO NOTHING", row)

@@ -251,7 +251,7 @@ def load_cycles(conn, until=None) -> pd.DataFrame:
     c["trading_date"] = pd.to_datetime(c["trading_date"])
     if until is not None: c = c[c["trading_date"] <= pd.Timestamp(until)]
     c["summary"] = c["summary"].map(json.loads)
-    for k in ("equity", "period_pnl", "trading_state", "fills"): c[k] = c["summary"].map(lambda s, k=k: s.get(k))
+    for k in ("equity", "period_pnl", "trading_state", "fills", "market_data_type"): c[k] = c["summary"].map(lambda s, k=k: s.get(k))
     c["equity"], c["period_pnl"] = c["equity"].astype(float), c["period_pnl"].astype(float)
     return c.reset_index(drop=True)
 

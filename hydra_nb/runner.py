@@ -298,6 +298,19 @@ async def _route(self:PaperTradingRunner, row:dict) -> dict:
     self._emit("routed", symbol=row["symbol"], **rep)
     return rep
 
+# %% ../nbs/13_runner.ipynb #375f3912
+@patch
+def _check_market_data(self:PaperTradingRunner, s:dict, sym:str, snap):
+    "Record `snap`'s market data type in the summary `s`; `CycleFailed('no_market_data')` if live trading would route on anything but live data."
+    md = getattr(snap, "market_data_type", "live")
+    s.setdefault("market_data", {})[sym] = md
+    s["market_data_type"] = next((v for v in s["market_data"].values() if v != "live"), "live")
+    if md == "live": return
+    if self.settings.trading.mode == "live":
+        raise CycleFailed("no_market_data", f"{sym}: live trading does not route on {md} market data (IB marketDataType); "
+                                            "the account needs a live market data subscription")
+    log.warning("cycle %s: %s trades on %s market data (paper account without a live subscription)", s.get("trading_date"), sym, md)
+
 # %% ../nbs/13_runner.ipynb #b7a04210
 @patch
 def _agent_done(self:PaperTradingRunner, sym:str, as_of) -> dict|None:
@@ -322,6 +335,7 @@ async def _plan(self:PaperTradingRunner, day:date, sym:str, acct, state:TradingS
     why = qc.session.why_not(self.now(), cycle_horizon(self.settings.orders).total_seconds(), f"{sym}'s orders")
     if why: s["closed"][sym] = f"{sym}: {why}"; return None
     snap = await self._io(self.broker.snapshot, qc)
+    self._check_market_data(s, sym, snap)
     pos = int(round(acct.positions.get(qc.con_id, 0)))
     a = s["agent"][sym]
     want = target_position(a["signal"], self.settings.runner.max_contracts, snap.mid, qc.multiplier, acct.equity,
@@ -460,9 +474,9 @@ def cycles_frame(conn) -> pd.DataFrame:
                          drift=",".join(k for k, a in ag.items() if a.get("drifted")),
                          agent_action=",".join(f"{k}:{a['action']}" for k, a in ag.items() if a.get("action") not in (None, "none")),
                          targets=" ".join(f"{k}:{t['position_before']}->{t['target']}" for k, t in s.get("targets", {}).items()),
-                         seconds=s.get("seconds")))
+                         seconds=s.get("seconds"), market_data_type=s.get("market_data_type")))
     return pd.DataFrame(rows, columns=["trading_date", "status", "attempts", "failure", "reason", "equity", "period_pnl",
-                                       "trading_state", "tripped", "fills", "drift", "agent_action", "targets", "seconds"])
+                                       "trading_state", "tripped", "fills", "drift", "agent_action", "targets", "seconds", "market_data_type"])
 
 @patch
 def cycles(self:PaperTradingRunner) -> pd.DataFrame: return cycles_frame(self.conn)

@@ -229,7 +229,7 @@ def refresh(self:Panel) -> Panel:
     "Re-read every pane from the state database."
     st, last = trading_state(self.breakers), last_cycle(self.conn)
     src = f"{', '.join(self.runner.symbols)} on {self.broker.host}:{self.broker.port}" if self.runner is not None else str(self.settings.state_dir)
-    day = f"last cycle {last['trading_date']}: {last.get('status')}, equity {last.get('equity') or 0:,.0f}" if last else "no cycle yet"
+    day = f"last cycle {last['trading_date']}: {last.get('status')}, equity {last.get('equity') or 0:,.0f}, {last.get('market_data_type') or 'live'} market data" if last else "no cycle yet"
     self.title.value = f"<h3 style='margin:0'>hydra panel</h3>{html.escape(src)}<br>{html.escape(day)}"
     self.state_html.value = _badge(st, self.breakers.halt_reason if st is TradingState.HALTED else "")
     self.orders_html.value = _table("orders", order_blotter(self.conn, self.n), ["order_ref", "symbol", "side", "status", "filled", "remaining", "avg_fill_price"])

@@ -10,8 +10,14 @@ from hydra_nb.journal import FillJournal, FillRecord
 from hydra_nb.reconcile import SlippageReconciler
 from exec_rig import REAL_IB, rig
 
-TARGETS = ["sim", pytest.param("ib", marks=pytest.mark.skipif(
+# "sim-delayed": the embedded gateway as a paper account without a live subscription (IB's free delayed data only)
+TARGETS = ["sim", "sim-delayed", pytest.param("ib", marks=pytest.mark.skipif(
     not REAL_IB, reason="IB_GATEWAY_HOST is not set: no real IB Gateway to test against (the embedded gateway is tested)"))]
+
+
+def rig_for(target, **kw):
+    if target != "sim-delayed": return rig(target, **kw)
+    return rig("sim", gw_kw=dict(market_data="delayed", delayed_lag=60), **kw)
 
 
 def pytest_report_header():
@@ -20,13 +26,14 @@ def pytest_report_header():
 
 @pytest.mark.parametrize("target", TARGETS)
 async def test_full_pipeline_paper_order_flow(target):
-    async with rig(target) as r:
+    async with rig_for(target) as r:
         assert r.broker.is_paper and r.broker.client_id == 1
         rep = await r.om.route("ZO", "BUY", 2, parent_ref="it-flow")
         assert rep.status == "filled" and rep.filled == 2, rep
         fills = r.journal.fills()
         assert fills.quantity.sum() == 2 and fills.order_ref.str.startswith("it-flow:").all()
         assert fills.arrival_mid.notna().all() and fills.predicted_slippage.notna().all()
+        if target == "sim-delayed": assert set(fills.market_data_type) == {"delayed"}, fills.market_data_type
         decisions = r.journal.risk_decisions()
         assert decisions.allowed.all() and len(decisions) >= 1
         assert set(r.journal.order_events().status) >= {"Submitted", "Filled"}
@@ -39,7 +46,7 @@ async def test_full_pipeline_paper_order_flow(target):
 
 @pytest.mark.parametrize("target", TARGETS)
 async def test_full_pipeline_risk_blocked(target):
-    async with rig(target) as r:
+    async with rig_for(target) as r:
         eq = r.broker.account().equity
         day = r.broker.now().astimezone(__import__("zoneinfo").ZoneInfo(r.settings.schedule.timezone)).date().isoformat()
         r.broker._state(f"sod_equity:{day}", eq / 0.95)                  # today so far: -5% against the -2% breaker
