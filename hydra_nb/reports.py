@@ -429,6 +429,11 @@ def daily_data(state_dir, as_of=None, symbols=None, n_boot:int=1000) -> Daily:
 def _md_table(rows:list[tuple]) -> str:
     return "| | |\n|---|---|\n" + "\n".join(f"| {a} | {b} |" for a, b in rows)
 
+def _md_text(t) -> str:
+    "The cycle's market data type, said so that a delayed day cannot be missed."
+    if not t: return "not recorded (no cycle, or one from before the data type was recorded)"
+    return t if t == "live" else f"**{t}**: IB's delayed quotes (no live subscription); the cycle's arrival mids are up to 15-20 minutes old"
+
 def daily_header(d:Daily) -> Markdown:
     "Title, parameters, windows, champions, run time."
     champ = {s: a.get("champion") for s, a in (d.cycle.get("summary", {}).get("agent") or {}).items()}
@@ -437,6 +442,7 @@ def daily_header(d:Daily) -> Markdown:
             ("window", f"the day's fills: {d.as_of} 00:00 to 24:00 UTC; calibration: every fill to {d.as_of} ({d.calibration.n:,})"),
             ("cycle", f"{d.cycle.get('status', 'none')}" + (f" ({d.cycle['failure']}: {d.cycle['reason']})" if d.cycle.get("failure") else "")),
             ("champion", ", ".join(f"{s} v{v}" for s, v in champ.items()) or "no cycle on this date"),
+            ("market data", _md_text(d.cycle.get("summary", {}).get("market_data_type"))),
             ("report run", f"{d.started_utc[:19]}Z, data read in {d.seconds:.2f} s")]
     return Markdown(f"# Daily monitor, {d.as_of:%Y-%m-%d}\n\n" + _md_table(rows))
 
@@ -541,7 +547,7 @@ def daily_key_figures(d:Daily) -> dict:
     counts = d.connections.kind.value_counts().to_dict() if len(d.connections) else {}
     return _clean(dict(kind="daily", as_of=d.as_of, state_dir=str(d.state_dir), symbols=d.symbols, ok=True,
         cycle_status=d.cycle.get("status"), failure=d.cycle.get("failure") or None, equity=s.get("equity"), period_pnl=s.get("period_pnl"),
-        trading_state=s.get("trading_state"), fills_today=len(d.fills), outside_spread_today=int(d.fills.outside_spread.sum()) if len(d.fills) else 0,
+        trading_state=s.get("trading_state"), market_data_type=s.get("market_data_type"), fills_today=len(d.fills), outside_spread_today=int(d.fills.outside_spread.sum()) if len(d.fills) else 0,
         slippage_bps_today=float(d.fills.slippage_bps.mean()) if len(d.fills) else None,
         calibration=dict(n=r.n, sufficient=r.sufficient, units=r.units, bias=r.bias, bias_ci=r.bias_ci, rmse=r.rmse, correlation=r.correlation,
                          correlation_ci=r.correlation_ci, calibrated=r.is_calibrated()[0], k=r.impact_coefficient, k_ci=r.impact_coefficient_ci,
