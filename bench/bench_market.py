@@ -38,7 +38,7 @@ def main():
 
     rows = []
     m = Market(seed=0)
-    q = m.quote("ZO"); tick = 0.0025
+    q = m.quote("ZO"); tick = m.instruments["ZO"].tick
     ids = iter(range(1, 10**9))
     far = round(q.bid - 20 * tick, 10)
     rows.append(("submit, non-marketable 1-lot (ZO)", *per_call(lambda: m.submit(next(ids), "ZO", "BUY", 1, far), 20000)))

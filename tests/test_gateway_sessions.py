@@ -12,6 +12,7 @@ from hydra_nb.broker import TradingSession
 from hydra_nb.gateway_sim import GatewaySim
 from hydra_nb.market import SimClock
 from wire_check import check_message
+from hydra_nb.market import DEFAULT_INSTRUMENTS
 
 CT = ZoneInfo("America/Chicago")
 
@@ -131,7 +132,7 @@ async def test_sunday_evening_zo_opens_for_monday_weekend_closed():
 
 async def test_day_order_from_the_overnight_lives_through_the_day_session():
     async with gateway_at(ct(6, 20, 0)) as (gw, ib, errs):
-        px = round(gw.market.quote("ZO").bid - 30 * 0.0025, 4)
+        px = round(gw.market.quote("ZO").bid - 30 * DEFAULT_INSTRUMENTS["ZO"].tick, 4)
         day = ib.placeOrder(fut(gw, "ZO"), LimitOrder("BUY", 1, px))
         await until(lambda: day.orderStatus.status == "Submitted")
         gw.step(12 * 3600)                                               # Wednesday 08:00: the overnight closed at 07:45

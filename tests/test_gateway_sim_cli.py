@@ -5,6 +5,7 @@ import pytest
 from ib_async import IB, Future, LimitOrder
 from hydra_nb.gateway_sim import GatewaySim
 from hydra_nb.market import SimClock
+from hydra_nb.market import DEFAULT_INSTRUMENTS
 
 HYDRA = Path(sys.executable).parent / "hydra"
 
@@ -75,7 +76,7 @@ def test_process_fault_flags():
         ib.errorEvent += lambda r, c, m, k: errs.append((r, c, m))
         c = ib.reqContractDetails(Future("ZO", exchange="CBOT"))[0].contract
         [tk] = ib.reqTickers(c)                                  # a price near the market: one 20% away is outside the price band
-        px = round(tk.bid - 20 * 0.0025, 4)
+        px = round(tk.bid - 20 * DEFAULT_INSTRUMENTS["ZO"].tick, 4)
         t1 = ib.placeOrder(c, LimitOrder("BUY", 1, px))
         t2 = ib.placeOrder(c, LimitOrder("BUY", 1, px))
         sync_until(ib, lambda: t1.orderStatus.status == t2.orderStatus.status == "Cancelled")

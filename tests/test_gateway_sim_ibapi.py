@@ -110,7 +110,7 @@ def test_ibapi_connect_contracts_market_data_bars(gw_thread):
         app.reqContractDetails(4, fut(symbol="NOPE", exchange="CBOT"))
         app.wait(lambda: len(app.of("contractDetailsEnd")) == 3 and any(e[1] == 200 for e in app.of("error")), what="details")
         cds = {r: cd for r, cd in app.of("contractDetails")}
-        assert cds[1].contract.conId == zo[1].con_id and cds[1].minTick == 0.0025 and cds[1].contract.multiplier == "5000"
+        assert cds[1].contract.conId == zo[1].con_id and cds[1].minTick == 0.25 and cds[1].contract.multiplier == "5000" and cds[1].priceMagnifier == 100
         assert cds[2].contract.lastTradeDateOrContractMonth == zo[2].expiry
         assert cds[3].contract.secType == "CONTFUT"
         assert [e[0] for e in app.of("error") if e[1] == 200] == [4]
@@ -207,7 +207,7 @@ def test_ibapi_partial_fills_reconnect_two_clients_errors_and_faults(gw_thread):
         c = fut(con_id=zo.con_id, exchange="CBOT")
         q = gw_thread.call(lambda g: g.market.quote("ZO"))
         oid = a.of("nextValidId")[-1][0]
-        a.placeOrder(oid, c, lmt("BUY", 40, round(q.ask + 0.0025, 4)))         # walks the book, rest rests
+        a.placeOrder(oid, c, lmt("BUY", 40, round(q.ask + 0.25, 4)))         # walks the book, rest rests
         a.wait(lambda: any(s[0] == oid and s[1] == "Submitted" and s[2] > 0 for s in a.of("orderStatus")), what="partial")
         part = [s for s in a.of("orderStatus") if s[0] == oid and s[2] > 0][0]
         assert 0 < part[2] < 40 and part[3] == 40 - part[2] and part[4] > 0     # filled, remaining, avgFillPrice
