@@ -14,14 +14,13 @@ from typing import Any, Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 # %% auto #0
-__all__ = ['PAPER_PORTS', 'LIVE_PORTS', 'SECTIONS', 'ENV_OVERRIDES', 'DEFAULT_INSTRUMENT_SETTINGS', 'LIQUID_HOURS',
-           'SYMBOL_CALENDARS', 'SettingsError', 'UnsafeConfigError', 'TradingMode', 'PortKind', 'classify_port',
-           'check_port_safety', 'IBSettings', 'TradingSettings', 'RiskSettings', 'OrderSettings', 'ScheduleSettings',
-           'AgentSettings', 'RunnerSettings', 'PathsSettings', 'InstrumentSettings', 'instrument_symbol', 'parse_value',
-           'Settings', 'find_settings_file', 'load_settings', 'cycle_horizon', 'schedule_problems', 'settings_ini']
-
-# %% ../nbs/00_config.ipynb #00fba4d2
-from .core import exchange_year
+__all__ = ['PAPER_PORTS', 'LIVE_PORTS', 'SECTIONS', 'ENV_OVERRIDES', 'DEFAULT_INSTRUMENT_SETTINGS', 'EXCHANGE_CALENDARS',
+           'LIQUID_HOURS', 'SYMBOL_CALENDARS', 'SettingsError', 'UnsafeConfigError', 'TradingMode', 'PortKind',
+           'classify_port', 'check_port_safety', 'IBSettings', 'TradingSettings', 'RiskSettings', 'OrderSettings',
+           'ScheduleSettings', 'AgentSettings', 'RunnerSettings', 'PathsSettings', 'InstrumentSettings',
+           'instrument_symbol', 'parse_value', 'Settings', 'find_settings_file', 'load_settings', 'exchange_year',
+           'is_exchange_holiday', 'is_trading_day', 'early_close', 'trading_days', 'cycle_horizon', 'schedule_problems',
+           'settings_ini']
 
 # %% ../nbs/00_config.ipynb #3491ad25
 class SettingsError(ValueError):
@@ -356,6 +355,55 @@ def _check_client_ids(ib:IBSettings, source):
     ids = [ib.client_id, ib.diagnostics_client_id, ib.cli_client_id]
     if len(set(ids)) != 3:
         raise SettingsError("client_id, diagnostics_client_id and cli_client_id must be distinct", source, "ib", "client_id", ids)
+
+# %% ../nbs/00_config.ipynb #44b55331
+import functools
+
+# %% ../nbs/00_config.ipynb #52e62a85
+EXCHANGE_CALENDARS = {"CBOT": "CBOT_Agriculture", "CME": "CMEGlobex_Livestock"}   # pandas_market_calendars names by IB exchange: ZO's and HE's
+
+@functools.lru_cache(maxsize=None)
+def _mcal(name:str):
+    import pandas_market_calendars as mcal          # on first use: its 0.3 s import is not paid by every `import hydra_nb`
+    try: return mcal.get_calendar(name)
+    except (RuntimeError, KeyError, ValueError):
+        raise ValueError(f"unknown exchange calendar {name!r} (a pandas_market_calendars name such as {', '.join(sorted(set(EXCHANGE_CALENDARS.values())))})") from None
+
+@functools.lru_cache(maxsize=None)
+def exchange_year(name:str, year:int) -> tuple[frozenset, dict]:
+    "(holidays, {date: early close, aware}) of exchange calendar `name` in `year`: the weekdays with no session and the sessions that close early ('' = none)."
+    if not name: return frozenset(), {}
+    cal = _mcal(name)
+    s = cal.schedule(f"{year}-01-01", f"{year}-12-31")
+    days = set(s.index.date)
+    wk = (date(year, 1, 1) + timedelta(days=i) for i in range(366))
+    hol = frozenset(d for d in wk if d.year == year and d.weekday() < 5 and d not in days)
+    early = {d.date(): c.tz_convert(cal.tz).to_pydatetime() for d, c in cal.early_closes(s).market_close.items()}
+    return hol, early
+
+# %% ../nbs/00_config.ipynb #74f307a1
+def _names(calendars) -> tuple: return (calendars,) if isinstance(calendars, str) else tuple(calendars or ())
+
+def is_exchange_holiday(calendars, d:date) -> bool:
+    "Is weekday `d` a holiday of every calendar in `calendars` (a name or names; '' or none: no holidays)?"
+    cs = _names(calendars)
+    return bool(cs) and d.weekday() < 5 and all(d in exchange_year(c, d.year)[0] for c in cs)
+
+def is_trading_day(calendars, d:date) -> bool:
+    "A weekday on which at least one of `calendars` trades (every weekday when none is given)."
+    return d.weekday() < 5 and not is_exchange_holiday(calendars, d)
+
+def early_close(calendar:str, d:date) -> datetime|None:
+    "The early close of calendar `calendar` on `d` (aware), or None on a regular day."
+    return exchange_year(calendar, d.year)[1].get(d) if calendar else None
+
+def trading_days(calendars, start:date, n:int) -> list[date]:
+    "The first `n` trading days of `calendars` from `start` on."
+    out, d = [], start
+    while len(out) < n:
+        if is_trading_day(calendars, d): out.append(d)
+        d += timedelta(days=1)
+    return out
 
 # %% ../nbs/00_config.ipynb #9e25ef12
 # the liquid (day) sessions of the default symbols as the exchanges publish them, local time: for the pre-flight check

@@ -24,7 +24,7 @@ __all__ = ['OPERATED', 'LOSS_BREAKERS', 'GATE_LINES', 'GateCheck', 'GateReport',
 
 # %% ../nbs/14_gate.ipynb #e768bf43
 from .config import SYMBOL_CALENDARS
-from .core import exchange_year
+from .config import exchange_year
 
 # %% ../nbs/14_gate.ipynb #4f5b3501
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ __all__ = ['DEFAULT_INSTRUMENTS', 'REGIME_PARAMS', 'REGIMES', 'PULL_KAPPA', 'DEF
 
 # %% ../nbs/06_market.ipynb #f11da299
 import functools
-from .core import EXCHANGE_CALENDARS, exchange_year, trading_days, is_trading_day as _is_trading_day, early_close as _early_close
+from .config import EXCHANGE_CALENDARS, exchange_year, trading_days, is_trading_day as _is_trading_day, early_close as _early_close
 
 # %% ../nbs/06_market.ipynb #074cbb53
 def _parse_hm(s:str, what:str="trading_hours") -> tuple[dtime, dtime]:

@@ -29,7 +29,7 @@ __all__ = ['log', 'REVERSAL', 'Scenario', 'rehearsal_days', 'rehearsal_settings'
 # %% ../nbs/15_rehearsal.ipynb #75899acd
 from zoneinfo import ZoneInfo
 from .config import SYMBOL_CALENDARS
-from .core import trading_days
+from .config import trading_days
 
 # %% ../nbs/15_rehearsal.ipynb #d55f2c4a
 REVERSAL = Regime(phi=-0.7, vol_scale=1.6, name="reversal")

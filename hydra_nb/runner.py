@@ -32,7 +32,7 @@ __all__ = ['log', 'RUNNER_SCHEMA', 'FAILURES', 'trading_date', 'next_cycle_time'
 
 # %% ../nbs/13_runner.ipynb #92e8586d
 from .config import SYMBOL_CALENDARS
-from .core import is_exchange_holiday
+from .config import is_exchange_holiday
 
 # %% ../nbs/13_runner.ipynb #8e220f31
 def trading_date(t:datetime, tz:str) -> date:
