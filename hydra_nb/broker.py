@@ -407,6 +407,7 @@ def _on_error(self:BrokerGateway, req_id, code, msg, contract=None):
             c.status, c.error = "Inactive", f"never received: IB pacing violation (100): {msg}"; c.pulse()
         elif code in ORDER_OVER_CODES:                          # a modify or cancel of an order IB has finished: its fills tell the rest
             c.error = f"IB error {code}: {msg}"; c.pulse()
+            if not c.done: asyncio.ensure_future(self._safe_resync(f"after {code} on {c.ref}"))   # it ended unseen: ask IB how
         elif code == 202 or (code == 10147 and acked):           # IB confirms the cancel / has nothing working under that id
             if not c.done: c.status = "Cancelled"
             if code == 10147: c.error = f"IB error {code}: {msg}"
@@ -603,6 +604,8 @@ async def resync(self:BrokerGateway, reconnected:bool=False) -> int:
     async with self._resync_lock:                   # ib_async keys open/completed-order requests by name: never two at once
         return await self._resync(reconnected)
 
+_OVER_TEXTS = frozenset(f"IB error {k}" for k in ORDER_OVER_CODES)
+
 @patch
 async def _resync(self:BrokerGateway, reconnected:bool) -> int:
     ib, new = self.ib, 0
@@ -610,13 +613,17 @@ async def _resync(self:BrokerGateway, reconnected:bool) -> int:
     to = self.settings.ib.request_timeout
     if not self.read_only:
         await asyncio.wait_for(ib.reqOpenOrdersAsync(), to)
-        await asyncio.wait_for(ib.reqCompletedOrdersAsync(False), to)
+        completed = await asyncio.wait_for(ib.reqCompletedOrdersAsync(False), to)
+    else: completed = []
     await asyncio.wait_for(ib.reqPositionsAsync(), to)
     since = self._resync_since()
     flt = ExecutionFilter(clientId=self.client_id)
     if since is not None: flt.time = since.astimezone(timezone.utc).strftime("%Y%m%d-%H:%M:%S")
     before = {c.ref: (c.status, c.filled) for c in self._children.values()}
     for t in ib.trades(): self._child_of(t)
+    for t in completed:                                     # ended while we were away (ib_async keeps its old Trade's status)
+        c = self._children.get(t.order.orderRef)
+        if c is not None and not c.done and t.orderStatus.status in DONE_STATES: c.status = t.orderStatus.status
     fills = await asyncio.wait_for(ib.reqExecutionsAsync(flt), to)
     for f in fills: new += self._take_fill(f)
     for c in self._children.values():                       # what IB says of a child now, if it changed while we were away
@@ -625,8 +632,9 @@ async def _resync(self:BrokerGateway, reconnected:bool) -> int:
                                       c.avg_price, self.now(), "learned at resync")
     known = {t.order.orderRef for t in ib.trades() if t.order.orderRef}
     for c in self._children.values():
-        if reconnected and not c.done and c.ref not in known and not c.execs and c.status == "PendingSubmit" and not c.perm_id:
-            c.status, c.error = "Inactive", "not known to IB after resync (never received)"
+        over = (c.error or "").split(":")[0] in _OVER_TEXTS          # IB said the order under its id is over (104/161/10148)
+        if not c.done and c.ref not in known and not c.execs and not c.perm_id and (over or (reconnected and c.status == "PendingSubmit")):
+            c.status, c.error = "Inactive", "not known to IB after resync (never received)" + (f"; {c.error}" if over else "")
         c.pulse()
     self.counts["resyncs"] += 1; self.counts["resynced_fills"] += new
     self._event("resynced", f"{len(fills)} executions ({new} new), {sum(not c.done for c in self._children.values())} working")
