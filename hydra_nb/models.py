@@ -6,10 +6,11 @@ Docs: https://hydra-nb.github.io/hydra-nb/models.html.md"""
 
 # %% ../nbs/11_models.ipynb #2d8ba7ab
 from __future__ import annotations
-import contextlib, copy, json, math, os, pickle, sqlite3, tempfile
+import contextlib, copy, inspect, json, math, os, pickle, sqlite3, tempfile
 from dataclasses import dataclass, field, asdict, replace
 from pathlib import Path
-from typing import Any, Protocol, Sequence, runtime_checkable
+from typing import Any, Callable, Protocol, Sequence, runtime_checkable
+import cloudpickle
 import numpy as np
 import pandas as pd
 from scipy import optimize, stats
@@ -17,7 +18,9 @@ from .core import open_state_db, transaction, ensure_schema, state_db_path, Stat
 
 # %% auto #0
 __all__ = ['FEATURES', 'MODELS_SCHEMA', 'check_bars', 'log_returns', 'make_features', 'next_returns', 'Estimator', 'RidgeLogit',
-           'ModelSpec', 'DirectionalModel', 'WalkForward', 'walk_forward', 'ModelRecord', 'ModelRegistry']
+           'ModelSpec', 'DirectionalModel', 'Strategy', 'with_context', 'strategy_predict', 'strategy_hits',
+           'strategy_signal', 'signal_hits', 'StrategyBase', 'PlainStrategy', 'lagged_returns', 'FeatureStrategy',
+           'as_strategy', 'ByValue', 'unwrap', 'WalkForward', 'walk_forward', 'ModelRecord', 'ModelRegistry']
 
 # %% ../nbs/11_models.ipynb #8bc51b88
 FEATURES = ("last", "lags", "mom", "vol")
@@ -160,7 +163,7 @@ def _training_rows(self:DirectionalModel, bars, end=None):
     if self.spec.train_window: X, y = X.iloc[-self.spec.train_window:], y.iloc[-self.spec.train_window:]
     return X, y
 
-def _fit(self:DirectionalModel, bars:pd.DataFrame, end=None) -> DirectionalModel:
+def _fit(self:DirectionalModel, bars:pd.DataFrame, end=None, context=None) -> DirectionalModel:
     "Fit on the last `train_window` rows with a known target (before `end` if given)."
     X, y = _training_rows(self, bars, end)
     if len(X) < 5: raise ValueError(f"not enough training rows: {len(X)} (need >= 5; lookback={self.spec.lookback}, end={end})")
@@ -170,13 +173,13 @@ def _fit(self:DirectionalModel, bars:pd.DataFrame, end=None) -> DirectionalModel
     self.feature_names = list(X.columns)
     return self
 
-def _predict(self:DirectionalModel, bars:pd.DataFrame) -> pd.Series:
+def _predict(self:DirectionalModel, bars:pd.DataFrame, context=None) -> pd.Series:
     "+1 / -1 signal for the next day, for every day with enough history."
     if self.estimator_ is None: raise RuntimeError("model is not fitted: call fit(bars) first")
     X = make_features(bars, self.spec.lookback, self.spec.features)
     return pd.Series(np.sign(np.asarray(self.estimator_.predict(X.to_numpy()), dtype=float)), index=X.index, name="signal")
 
-def _hits(self:DirectionalModel, bars:pd.DataFrame) -> pd.Series:
+def _hits(self:DirectionalModel, bars:pd.DataFrame, context=None) -> pd.Series:
     "1.0 where the signal had the sign of the next day's return, 0.0 where not (days with a known outcome only)."
     sig, nxt = self.predict(bars), next_returns(bars)
     nxt = nxt.reindex(sig.index)
@@ -184,6 +187,205 @@ def _hits(self:DirectionalModel, bars:pd.DataFrame) -> pd.Series:
     return (sig[ok]*nxt[ok] > 0).astype(float).rename("hit")
 
 DirectionalModel.fit, DirectionalModel.predict, DirectionalModel.hits = _fit, _predict, _hits
+
+# %% ../nbs/11_models.ipynb #7f300d00
+@runtime_checkable
+class Strategy(Protocol):
+    "A trading model the runner trades, the agent heals and the registry keeps (see the text above for each member)."
+    def fit(self, bars:pd.DataFrame, end=None, context:dict|None=None): ...
+    def predict(self, bars:pd.DataFrame, context:dict|None=None) -> pd.Series: ...
+    def hits(self, bars:pd.DataFrame, context:dict|None=None) -> pd.Series: ...
+    @property
+    def hyperparameters(self) -> dict: ...
+    def with_params(self, **changes): ...
+
+def _takes_context(fn) -> bool:
+    try: ps = inspect.signature(fn).parameters
+    except (TypeError, ValueError): return False
+    return "context" in ps or any(p.kind is p.VAR_KEYWORD for p in ps.values())
+
+def with_context(fn, *args, context=None, **kw):
+    "`fn(*args, context=context, **kw)` if `fn` takes a context, else `fn(*args, **kw)` (a model that reads only its own bars)."
+    return fn(*args, context=context, **kw) if context is not None and _takes_context(fn) else fn(*args, **kw)
+
+def _upto(context:dict|None, day) -> dict|None:
+    "The context's bars through `day`, nothing later."
+    return None if context is None else {k: v.loc[:day] for k, v in context.items()}
+
+# %% ../nbs/11_models.ipynb #f2d18ae3
+def _as_series(p, index:pd.DatetimeIndex) -> pd.Series:
+    "A model's output as a float Series of signals: a Series as is, an array aligned to the last days of `index`, a number for the last day."
+    if isinstance(p, pd.DataFrame):
+        if p.shape[1] != 1: raise ValueError(f"predict returned {p.shape[1]} columns; expected one signal per day")
+        p = p.iloc[:, 0]
+    if isinstance(p, pd.Series): return p.astype(float).rename("signal")
+    a = np.atleast_1d(np.asarray(p, dtype=float))
+    if a.ndim != 1 or len(a) > len(index): raise ValueError(f"predict returned shape {a.shape} for {len(index)} days of bars; expected at most one signal per day")
+    return pd.Series(a, index=index[len(index) - len(a):], name="signal")
+
+def strategy_predict(strategy, bars:pd.DataFrame, context:dict|None=None) -> pd.Series:
+    "The strategy's signals on `bars`, as a float Series by day."
+    return _as_series(with_context(strategy.predict, bars, context=context), bars.index)
+
+def strategy_hits(strategy, bars:pd.DataFrame, context:dict|None=None) -> pd.Series:
+    "The strategy's own hit measure on `bars` (1.0 / 0.0 by day)."
+    return with_context(strategy.hits, bars, context=context)
+
+def strategy_signal(strategy, bars:pd.DataFrame, context:dict|None=None) -> float:
+    "Today's signal: the strategy's value for the last day of `bars`, checked to be a finite number in [-1, 1] (else a ValueError saying what it is)."
+    s, day = strategy_predict(strategy, bars, context), bars.index[-1]
+    if not len(s) or s.index[-1] != day:
+        raise ValueError(f"no signal for {day.date()} (the last day of the bars): predict ended on {s.index[-1].date() if len(s) else 'no day'}")
+    x = float(s.iloc[-1])
+    if not math.isfinite(x): raise ValueError(f"signal for {day.date()} is {x} (not a finite number)")
+    if not -1 <= x <= 1: raise ValueError(f"signal {x:g} for {day.date()} is outside [-1, 1] (the fraction of [runner] max_contracts to hold)")
+    return x
+
+def signal_hits(signal:pd.Series, bars:pd.DataFrame) -> pd.Series:
+    "1.0 where `signal` had the sign of the next day's return, else 0.0 (a flat day is no hit), on days with a known outcome."
+    nxt = next_returns(bars).reindex(signal.index)
+    ok = nxt.notna() & signal.notna()
+    return (np.sign(signal[ok])*nxt[ok] > 0).astype(float).rename("hit")
+
+# %% ../nbs/11_models.ipynb #e7d16932
+def _with_params(self:DirectionalModel, **changes) -> DirectionalModel:
+    "An unfitted copy with `changes` to its spec (lookback, l2, features, train_window); the estimator's own parameters are kept."
+    changes.pop("estimator", None)
+    unknown = set(changes) - set(ModelSpec.__dataclass_fields__)
+    if unknown: raise ValueError(f"DirectionalModel has no hyperparameter {sorted(unknown)}; it has {sorted(ModelSpec.__dataclass_fields__)}")
+    return DirectionalModel(self.spec.replace(**changes), None if isinstance(self.template, RidgeLogit) else self.template)
+
+DirectionalModel.with_params, DirectionalModel.context_symbols = _with_params, ()
+
+# %% ../nbs/11_models.ipynb #d3ad765c
+def _check_window(train_window):
+    if not (isinstance(train_window, (int, np.integer)) and (train_window == 0 or train_window >= 5)):
+        raise ValueError(f"train_window must be 0 (all) or an int >= 5, got {train_window!r}")
+    return int(train_window)
+
+class StrategyBase:
+    "Defaults for a strategy adapter: hits from the sign of `predict`, its kind, and the training window it remembers."
+    context_symbols: tuple = ()
+    train_start = train_end = estimator_ = None
+    n_train, train_window = 0, 0
+    @property
+    def kind(self) -> str: return type(getattr(self, "model", self)).__name__
+    def hits(self, bars:pd.DataFrame, context:dict|None=None) -> pd.Series: return signal_hits(strategy_predict(self, bars, context), bars)
+    def _fit_window(self, bars:pd.DataFrame, end=None, warmup:int=0) -> pd.DataFrame:
+        days = next_returns(check_bars(bars)).dropna().index
+        if end is not None: days = days[days < pd.Timestamp(end)]
+        if self.train_window: days = days[-self.train_window:]
+        if len(days) < 5: raise ValueError(f"not enough training days: {len(days)} (need >= 5; train_window={self.train_window}, end={end})")
+        i0, i1 = bars.index.get_loc(days[0]), bars.index.get_loc(days[-1])
+        self.train_start, self.train_end, self.n_train = days[0], days[-1], len(days)
+        return bars.iloc[max(0, i0 - warmup):i1 + 2]
+    def __repr__(self):
+        w = f"{self.train_start.date()}..{self.train_end.date()}" if self.train_start is not None else "unfitted"
+        return f"{type(self).__name__}({self.kind}, {self.hyperparameters}, {w})"
+
+# %% ../nbs/11_models.ipynb #ac412610
+_SCALARS = (int, float, str, bool, type(None), np.integer, np.floating)
+
+class PlainStrategy(StrategyBase):
+    "A user's class with `fit(bars)` and `predict(bars)` (signals in [-1, 1]) as a Strategy; its `__init__` arguments and `train_window` are the hyperparameters."
+    def __init__(self, model, train_window:int=60, warmup:int|None=None, context_symbols:Sequence[str]=()):
+        if not all(callable(getattr(model, m, None)) for m in ("fit", "predict")):
+            raise TypeError(f"{type(model).__name__} needs fit(bars) and predict(bars) methods to be a strategy")
+        self.model, self.train_window, self.warmup, self.context_symbols = model, _check_window(train_window), warmup, tuple(context_symbols)
+
+    def _params(self) -> dict:
+        ps = inspect.signature(type(self.model).__init__).parameters
+        return {k: getattr(self.model, k) for k in ps if k != "self" and isinstance(getattr(self.model, k, object()), _SCALARS)}
+    @property
+    def hyperparameters(self) -> dict: return {"train_window": self.train_window, **self._params()}
+
+    def with_params(self, **changes) -> PlainStrategy:
+        "An unfitted copy: `train_window` here, anything else a new instance of the model's class with changed arguments."
+        tw, p = changes.pop("train_window", self.train_window), self._params()
+        if (unknown := set(changes) - set(p)): raise ValueError(f"{self.kind} has no hyperparameter {sorted(unknown)}; it has {sorted(['train_window', *p])}")
+        return PlainStrategy(type(self.model)(**{**p, **changes}), tw, self.warmup, self.context_symbols)
+
+    def fit(self, bars:pd.DataFrame, end=None, context:dict|None=None) -> PlainStrategy:
+        lb = self._params().get("lookback")
+        w = self._fit_window(bars, end, self.warmup if self.warmup is not None else (int(lb) + 1 if isinstance(lb, (int, np.integer)) else 0))
+        m = copy.deepcopy(self.model)
+        with_context(m.fit, w, context=_upto(context, w.index[-1]))
+        self.estimator_ = m
+        return self
+
+    def predict(self, bars:pd.DataFrame, context:dict|None=None) -> pd.Series:
+        if self.estimator_ is None: raise RuntimeError(f"{self.kind} is not fitted: call fit(bars) first")
+        return _as_series(with_context(self.estimator_.predict, bars, context=context), bars.index)
+
+# %% ../nbs/11_models.ipynb #7ced5c2a
+def lagged_returns(bars:pd.DataFrame, lookback:int=5) -> pd.DataFrame:
+    "The default features: the last `lookback` daily log returns, one column each."
+    return make_features(bars, lookback, ("lags",))
+
+class FeatureStrategy(StrategyBase):
+    "A scikit-learn-style estimator (e.g. a `Pipeline`) on `features(bars, lookback)`, fitted to the sign of the next return."
+    def __init__(self, estimator, features:Callable|None=None, lookback:int=5, train_window:int=60, context_symbols:Sequence[str]=()):
+        if not isinstance(estimator, Estimator): raise TypeError(f"estimator must have fit(X, y) and predict(X) (scikit-learn style), got {type(estimator).__name__}")
+        if not (isinstance(lookback, (int, np.integer)) and lookback >= 1): raise ValueError(f"lookback must be an int >= 1, got {lookback!r}")
+        self.model, self.features, self.lookback = estimator, features or lagged_returns, int(lookback)
+        self.train_window, self.context_symbols = _check_window(train_window), tuple(context_symbols)
+
+    @property
+    def hyperparameters(self) -> dict:
+        est = self.model.get_params() if callable(getattr(self.model, "get_params", None)) else {}
+        return dict(lookback=self.lookback, train_window=self.train_window, **{k: v for k, v in est.items() if isinstance(v, _SCALARS)})
+
+    def with_params(self, **changes) -> FeatureStrategy:
+        "An unfitted copy with `lookback`, `train_window` or the estimator's parameters (`set_params`) changed."
+        lb, tw, est = changes.pop("lookback", self.lookback), changes.pop("train_window", self.train_window), copy.deepcopy(self.model)
+        if changes:
+            if not callable(getattr(est, "set_params", None)): raise ValueError(f"{self.kind} has no set_params for {sorted(changes)}")
+            est.set_params(**changes)
+        return FeatureStrategy(est, self.features, lb, tw, self.context_symbols)
+
+    def _X(self, bars, context) -> pd.DataFrame:
+        X = with_context(self.features, check_bars(bars), self.lookback, context=context)
+        if not isinstance(X, pd.DataFrame): X = pd.DataFrame(np.asarray(X, dtype=float), index=bars.index[len(bars) - len(X):])
+        return X.replace([np.inf, -np.inf], np.nan).dropna()
+
+# %% ../nbs/11_models.ipynb #aabd62ce
+def _fs_fit(self:FeatureStrategy, bars:pd.DataFrame, end=None, context:dict|None=None) -> FeatureStrategy:
+    "Fit on the last `train_window` feature rows with a known outcome (before `end` if given)."
+    X = self._X(bars, context)
+    y = next_returns(bars).reindex(X.index)
+    ok = y.notna() & ((X.index < pd.Timestamp(end)) if end is not None else True)
+    X, y = X[ok], y[ok]
+    if self.train_window: X, y = X.iloc[-self.train_window:], y.iloc[-self.train_window:]
+    if len(X) < 5: raise ValueError(f"not enough training rows: {len(X)} (need >= 5; lookback={self.lookback}, end={end})")
+    est = copy.deepcopy(self.model)
+    est.fit(X, np.where(y.to_numpy() > 0, 1, -1))
+    self.estimator_, self.train_start, self.train_end, self.n_train = est, X.index[0], X.index[-1], len(X)
+    return self
+
+def _fs_predict(self:FeatureStrategy, bars:pd.DataFrame, context:dict|None=None) -> pd.Series:
+    "2 P(up) - 1 where the estimator has `predict_proba`, else the predicted sign, for every day with features."
+    if self.estimator_ is None: raise RuntimeError(f"{self.kind} is not fitted: call fit(bars) first")
+    X, est = self._X(bars, context), self.estimator_
+    classes = list(getattr(est, "classes_", []))
+    if callable(getattr(est, "predict_proba", None)) and 1 in classes: s = 2*np.asarray(est.predict_proba(X))[:, classes.index(1)] - 1
+    else: s = np.sign(np.asarray(est.predict(X), dtype=float))
+    return pd.Series(np.asarray(s, dtype=float), index=X.index, name="signal")
+
+FeatureStrategy.fit, FeatureStrategy.predict = _fs_fit, _fs_predict
+
+# %% ../nbs/11_models.ipynb #1ace74b8
+def as_strategy(model, **kw):
+    "`model` as a Strategy: itself if it is one, an estimator with `get_params` in a FeatureStrategy, a plain class in a PlainStrategy."
+    if isinstance(model, Strategy) and not kw: return model
+    if isinstance(model, Estimator) and callable(getattr(model, "get_params", None)): return FeatureStrategy(model, **kw)
+    return PlainStrategy(model, **kw)
+
+class ByValue:
+    "Pickles `obj` by value (cloudpickle): unpickling gives back the object itself, also in a process that cannot import its class."
+    def __init__(self, obj): self.obj = obj
+    def __reduce__(self): return (cloudpickle.loads, (cloudpickle.dumps(self.obj),))
+
+def unwrap(x): return x.obj if isinstance(x, ByValue) else x
 
 # %% ../nbs/11_models.ipynb #a83a2770
 @dataclass
@@ -207,28 +409,30 @@ class WalkForward:
                     cand_hit=self.windows.cand_hit.round(4).tolist(), champ_hit=self.windows.champ_hit.round(4).tolist(),
                     starts=[str(d.date()) for d in self.windows.start])
 
-def walk_forward(bars:pd.DataFrame, spec:ModelSpec, champion:DirectionalModel|None=None, n_windows:int=5, window:int=5,
-                 estimator=None) -> WalkForward:
-    "Refit `spec` before each of `n_windows` consecutive `window`-day windows at the end of `bars`; score it and `champion`."
+def walk_forward(bars:pd.DataFrame, spec, champion=None, n_windows:int=5, window:int=5, estimator=None,
+                 context:dict|None=None) -> WalkForward:
+    "Refit the recipe `spec` (a ModelSpec, or an unfitted Strategy) on the bars before each of `n_windows` consecutive `window`-day windows at the end of `bars`; score it and `champion` by the strategy's hit measure."
     if n_windows < 1 or window < 1: raise ValueError(f"n_windows and window must be >= 1, got {n_windows}, {window}")
     nxt = next_returns(bars).dropna()
     need = n_windows*window
     if len(nxt) < need: raise ValueError(f"walk_forward needs {need} days with a known outcome, got {len(nxt)}")
     days = nxt.index[-need:]
-    champ_sig = champion.predict(bars) if champion is not None else None
+    if champion is not None: champ_hits, champ_sig = strategy_hits(champion, bars, context), strategy_predict(champion, bars, context)
     rows = []
     for j in range(n_windows):
         wd = days[j*window:(j + 1)*window]
-        cand = DirectionalModel(spec, estimator).fit(bars, end=wd[0])
-        r = nxt.loc[wd]
-        cs = cand.predict(bars.loc[:wd[-1]]).reindex(wd)
-        row = dict(start=wd[0], end=wd[-1], train_start=cand.train_start, train_end=cand.train_end,
-                   cand_hit=float((cs*r > 0).mean()), cand_ret=float((cs*r).mean()))
-        if champ_sig is not None:
-            ch = champ_sig.reindex(wd)
-            dis = (cs != ch) & (r != 0)
-            row.update(champ_hit=float((ch*r > 0).mean()), champ_ret=float((ch*r).mean()),
-                       disagree=int(dis.sum()), cand_right=int((dis & (cs*r > 0)).sum()))
+        cand = DirectionalModel(spec, estimator) if isinstance(spec, ModelSpec) else copy.deepcopy(spec)
+        with_context(cand.fit, bars.loc[:wd[0]], end=wd[0], context=_upto(context, wd[0]))    # sees nothing of the window
+        cut = bars.index[bars.index.get_loc(wd[-1]) + 1]                                         # the window's outcomes, nothing later
+        seen, ctx, r = bars.loc[:cut], _upto(context, cut), nxt.loc[wd]
+        ch, cs = strategy_hits(cand, seen, ctx).reindex(wd).fillna(0.0), strategy_predict(cand, seen, ctx).reindex(wd).fillna(0.0)
+        row = dict(start=wd[0], end=wd[-1], train_start=getattr(cand, "train_start", None), train_end=getattr(cand, "train_end", None),
+                   cand_hit=float(ch.mean()), cand_ret=float((cs*r).mean()))
+        if champion is not None:
+            hh = champ_hits.reindex(wd).fillna(0.0)
+            dis = ch != hh                     # on such a day exactly one of them is right
+            row.update(champ_hit=float(hh.mean()), champ_ret=float((champ_sig.reindex(wd).fillna(0.0)*r).mean()),
+                       disagree=int(dis.sum()), cand_right=int((dis & (ch > 0)).sum()))
         else: row.update(champ_hit=np.nan, champ_ret=np.nan, disagree=0, cand_right=0)
         rows.append(row)
     return WalkForward(pd.DataFrame(rows))
@@ -324,7 +528,7 @@ def _fsync_dir(d:Path):
 
 def _register(self:ModelRegistry, model, metrics:dict|None=None, status:str="candidate", reason:str="registered",
               actor:str="agent", note:str="") -> ModelRecord:
-    "Store `model` (a fitted `DirectionalModel` or any picklable model) as the next version; returns its record."
+    "Store `model` (a fitted strategy: `DirectionalModel`, an adapter, or any picklable model) as the next version; returns its record."
     if status not in ("candidate", "champion", "archived"): raise ValueError(f"status must be candidate, champion or archived, got {status!r}")
     if getattr(model, "estimator_", True) is None: raise ValueError("refusing to register an unfitted model")
     hp = getattr(model, "hyperparameters", {})
@@ -335,7 +539,7 @@ def _register(self:ModelRegistry, model, metrics:dict|None=None, status:str="can
         fd, tmp = tempfile.mkstemp(dir=self.artifacts, suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as f:
-                pickle.dump(model, f, protocol=pickle.HIGHEST_PROTOCOL)
+                cloudpickle.dump(model, f, protocol=pickle.HIGHEST_PROTOCOL)   # by value for a class defined in a notebook
                 f.flush(); os.fsync(f.fileno())          # on disk before the row that points at it commits
             os.replace(tmp, path)
             _fsync_dir(self.artifacts)
