@@ -6,7 +6,7 @@ Docs: https://hydra-nb.github.io/hydra-nb/agent.html.md"""
 
 # %% ../nbs/12_agent.ipynb #6d9b2c5e
 from __future__ import annotations
-import asyncio, concurrent.futures as cf, enum, json, math, multiprocessing as mp, os, sys, threading, time
+import asyncio, concurrent.futures as cf, copy, enum, json, math, multiprocessing as mp, os, sys, threading, time
 from dataclasses import dataclass, field, asdict, replace
 from typing import Any, Callable, Sequence
 from urllib.parse import urlsplit
@@ -16,12 +16,12 @@ from fastcore.basics import patch
 from .core import ensure_schema, transaction, utcnow_iso
 from .drift import DriftResult, accuracy_drop, benjamini_hochberg, cusum, ks_test
 from .models import (DirectionalModel, ModelRegistry, ModelSpec, RidgeLogit, FEATURES, check_bars, log_returns,
-                             walk_forward)
+                             walk_forward, Strategy, ByValue, unwrap, strategy_hits, with_context)
 
 # %% auto #0
-__all__ = ['PLAYBOOK', 'AGENT_SCHEMA', 'Phase', 'Autonomy', 'AgentConfig', 'detect_drift', 'diagnose', 'Hypothesis', 'propose',
-           'run_experiment', 'CycleResult', 'AgentLoop', 'hysteresis_step', 'parse_executor_spec', 'DaskExecutor',
-           'executor_from_spec']
+__all__ = ['PLAYBOOK', 'REGULARIZATION', 'AGENT_SCHEMA', 'Phase', 'Autonomy', 'AgentConfig', 'detect_drift', 'diagnose',
+           'Hypothesis', 'propose', 'spec_key', 'propose_params', 'run_experiment', 'CycleResult', 'AgentLoop',
+           'hysteresis_step', 'parse_executor_spec', 'DaskExecutor', 'executor_from_spec']
 
 # %% ../nbs/12_agent.ipynb #a6850680
 class Phase(str, enum.Enum):
@@ -92,7 +92,7 @@ def _ar1(r:np.ndarray) -> float:
     den = float(a @ a)
     return float(np.clip((a @ b)/den, -0.95, 0.95)) if den > 0 else 0.0
 
-def detect_drift(bars:pd.DataFrame, champion:DirectionalModel, cfg:AgentConfig=AgentConfig(), since=None) -> dict[str, DriftResult]:
+def detect_drift(bars:pd.DataFrame, champion, cfg:AgentConfig=AgentConfig(), since=None, context:dict|None=None) -> dict[str, DriftResult]:
     "Regime, performance and distribution drift of `bars` after the champion's training window (the CUSUM restarts after `since`)."
     ref0, ref1 = _reference(bars, champion, cfg.min_reference)
     r = log_returns(bars)
@@ -107,7 +107,7 @@ def detect_drift(bars:pd.DataFrame, champion:DirectionalModel, cfg:AgentConfig=A
     if len(new_u) and len(ref_u) >= 5 and ref_u.std() > 0:
         res = cusum(new_u.to_numpy(), ref_u.to_numpy(), k=cfg.cusum_k, h=cfg.cusum_h)
         out["regime"] = replace(res, test="ar1_score_cusum", drifted=res.info["active"], info={**res.info, "phi_ref": phi})
-    hits = champion.hits(bars)
+    hits = strategy_hits(champion, bars, context)
     hits = hits[hits.index >= ref0]
     if len(hits) > cfg.recent_days + 10:
         out["performance"] = accuracy_drop(hits.to_numpy(), cfg.recent_days, min(cfg.acc_baseline, len(hits) - cfg.recent_days),
@@ -144,8 +144,10 @@ PLAYBOOK = {"regime": ("retrain_recent", "lookback", "regularization", "features
 class Hypothesis:
     mutation: str
     detail: str
-    spec: ModelSpec
-    def to_dict(self) -> dict: return dict(mutation=self.mutation, detail=self.detail, spec=self.spec.to_dict())
+    spec: ModelSpec|dict             # the baseline's spec, or any strategy's full hyperparameters
+    def to_dict(self) -> dict: return dict(mutation=self.mutation, detail=self.detail, spec=self.spec.to_dict() if isinstance(self.spec, ModelSpec) else dict(self.spec))
+    @property
+    def key(self) -> str: return spec_key(self.spec)
 
 def _mutations(spec:ModelSpec, name:str, cfg:AgentConfig) -> list[tuple[str, dict]]:
     if name == "retrain_recent":
@@ -174,12 +176,59 @@ def propose(spec:ModelSpec, diagnosis:str, cfg:AgentConfig=AgentConfig()) -> lis
             if s.key not in seen: seen.add(s.key); out.append(Hypothesis(name, detail, s))
     return out
 
+# %% ../nbs/12_agent.ipynb #9297a9f5
+REGULARIZATION = ("l2", "alpha", "C", "lambda_", "reg_lambda")
+
+def spec_key(spec) -> str:
+    "A canonical key of a hypothesis' spec (a ModelSpec, its dict, or any strategy's hyperparameters), for deduplication."
+    if isinstance(spec, ModelSpec): return spec.key
+    if set(spec) == set(ModelSpec.__dataclass_fields__): return ModelSpec.from_dict(spec).key
+    return json.dumps(spec, sort_keys=True, default=str)
+
+def _whole(v) -> bool: return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+def _param_mutations(hp:dict, name:str, cfg:AgentConfig) -> list[tuple[str, dict]]:
+    if name == "retrain_recent" and _whole(tw := hp.get("train_window")):
+        return [(f"train on the last {x} days", dict(train_window=x)) for x in [cfg.recent_train_window] + ([2*tw] if 0 < tw < 3*cfg.recent_train_window else [])]
+    if name == "lookback" and _whole(lb := hp.get("lookback")):
+        return [(f"lookback {lb} -> {l}", dict(lookback=l)) for l in (max(1, lb//2), lb*2) if l != lb]
+    if name == "regularization":
+        return [(f"{k} {v:g} -> {x:g}", {k: x}) for k, v in hp.items() if k.split("__")[-1] in REGULARIZATION
+                and isinstance(v, (float, int, np.number)) and not isinstance(v, bool) and v > 0 for x in (v*10, v/10)]
+    return []
+
+def propose_params(strategy, diagnosis:str, cfg:AgentConfig=AgentConfig()) -> list[Hypothesis]:
+    "Candidate hyperparameters of any strategy for `diagnosis`, in playbook order, each accepted by its `with_params`."
+    if diagnosis not in PLAYBOOK: raise ValueError(f"unknown diagnosis {diagnosis!r}; known: {sorted(PLAYBOOK)}")
+    hp = dict(strategy.hyperparameters)
+    tw = hp.get("train_window")
+    recent = diagnosis in ("regime", "performance") and _whole(tw) and (tw == 0 or tw > cfg.recent_train_window)
+    out, seen = [], set()
+    for name in PLAYBOOK[diagnosis]:
+        base = {**hp, "train_window": cfg.recent_train_window} if recent and name != "retrain_recent" else hp
+        for detail, kw in _param_mutations(base, name, cfg):
+            if base is not hp: detail += f", last {cfg.recent_train_window} days"
+            h = Hypothesis(name, detail, {**base, **kw})
+            if h.key in seen: continue
+            try: strategy.with_params(**h.spec)
+            except (ValueError, TypeError): continue
+            seen.add(h.key); out.append(h)
+    return out
+
 # %% ../nbs/12_agent.ipynb #fc648ba5
-def run_experiment(bars:pd.DataFrame, champion:DirectionalModel, spec:ModelSpec, n_windows:int=5, window:int=5, estimator=None) -> dict:
-    "Walk-forward comparison of `spec` with `champion` on `bars`, and the candidate fitted on all of `bars` (runs in a worker)."
-    t0 = time.perf_counter()
-    wf = walk_forward(bars, spec, champion, n_windows, window, estimator)
-    cand = DirectionalModel(spec, estimator).fit(bars)
+def run_experiment(bars:pd.DataFrame, champion, spec:ModelSpec|dict, n_windows:int=5, window:int=5, estimator=None,
+                   context:dict|None=None) -> dict:
+    "Walk-forward comparison of `spec` (a ModelSpec, or a strategy's hyperparameters) with `champion` on `bars`, and the candidate fitted on all of `bars` (runs in a worker)."
+    t0, champion = time.perf_counter(), unwrap(champion)
+    if isinstance(spec, ModelSpec):
+        wf = walk_forward(bars, spec, champion, n_windows, window, estimator, context)
+        cand = DirectionalModel(spec, estimator).fit(bars)
+    else:
+        recipe = champion.with_params(**spec)
+        wf = walk_forward(bars, recipe, champion, n_windows, window, context=context)
+        cand = copy.deepcopy(recipe)
+        with_context(cand.fit, bars, context=context)
+        cand = ByValue(cand)                  # back by value too
     return dict(walk_forward=wf.to_dict(), candidate=cand, seconds=time.perf_counter() - t0, pid=os.getpid())
 
 # %% ../nbs/12_agent.ipynb #dba3ac9c
@@ -311,17 +360,17 @@ def hysteresis_step(streak:int, rate:float, prev_rate:float, cfg:AgentConfig=Age
 
 # %% ../nbs/12_agent.ipynb #15ebedea
 @patch
-def _rollback_check(self:AgentLoop, bars, champ_v, champ, state) -> tuple[bool, str, dict]:
+def _rollback_check(self:AgentLoop, bars, champ_v, champ, state, context=None) -> tuple[bool, str, dict]:
     "(due, reason, evidence); updates state['streak'] once per new day."
     prev_v = self.registry.previous_champion()
     if prev_v is None or champ is None: return False, "", {}
     cfg, start = self.cfg, getattr(champ, "train_end", None)
     if state.get("promoted_version") == champ_v and state.get("promoted_as_of"): start = pd.Timestamp(state["promoted_as_of"])
-    hits = champ.hits(bars)
+    hits = strategy_hits(champ, bars, context)
     if start is not None: hits = hits[hits.index > start]
     if len(hits) < cfg.rollback_window or len(hits) > cfg.probation_days: return False, "", dict(days=len(hits))
     prev = self.registry.load(prev_v)
-    ph = prev.hits(bars).reindex(hits.index)
+    ph = strategy_hits(prev, bars, context).reindex(hits.index)
     cur_rate, prev_rate = float(hits.iloc[-cfg.rollback_window:].mean()), float(ph.iloc[-cfg.rollback_window:].mean())
     streak, degraded, recovered = hysteresis_step(state["streak"], cur_rate, prev_rate, cfg)
     as_of = str(bars.index[-1].date())
@@ -335,20 +384,20 @@ def _rollback_check(self:AgentLoop, bars, champ_v, champ, state) -> tuple[bool, 
 
 # %% ../nbs/12_agent.ipynb #aba8bbb0
 @patch
-def _prepare(self:AgentLoop, observation) -> tuple[CycleResult, dict]:
+def _prepare(self:AgentLoop, observation, context:dict|None=None) -> tuple[CycleResult, dict]:
     t0 = time.perf_counter()
     bars = self.observe_bars(observation)
     res, cfg, state = CycleResult(bars.index[-1]), self.cfg, self._state()
-    ctx = dict(t0=t0, state=state, bars=bars, todo=[])
+    ctx = dict(t0=t0, state=state, bars=bars, todo=[], context=context)
     v, champ = self.champion()
     res.champion_before = res.champion_after = v
     ctx.update(champ=champ)
     if champ is None:
         res.reason = "no champion registered: register one (status='champion') before running the agent"
         return res, ctx
-    report = detect_drift(bars, champ, cfg, since=state["cusum_since"])
+    report = detect_drift(bars, champ, cfg, since=state["cusum_since"], context=context)
     res.drift = {k: {**r.to_dict(), "info": {kk: vv for kk, vv in r.info.items() if isinstance(vv, (int, float, str, bool, type(None)))}} for k, r in report.items()}
-    due, why, ev = self._rollback_check(bars, v, champ, state)
+    due, why, ev = self._rollback_check(bars, v, champ, state, context)
     if ev: res.drift["rollback_monitor"] = dict(test="rollback_monitor", drifted=bool(ev.get("degraded")), **ev)
     res.durations["observe"] = time.perf_counter() - t0
     if due:
@@ -366,10 +415,11 @@ def _prepare(self:AgentLoop, observation) -> tuple[CycleResult, dict]:
         res.reason = f"cooldown: {state['last_action']} on {state['last_action_as_of']}, {since} of {cfg.cooldown_days} days"
         return res, ctx
     t, res.phase = time.perf_counter(), Phase.HYPOTHESIZE
-    all_h = propose(champ.spec, res.diagnosis, cfg) if isinstance(champ, DirectionalModel) else []
+    all_h = (propose(champ.spec, res.diagnosis, cfg) if isinstance(champ, DirectionalModel)
+             else propose_params(champ, res.diagnosis, cfg) if isinstance(champ, Strategy) else [])
     if isinstance(champ, DirectionalModel) and not isinstance(champ.template, RidgeLogit):
         all_h = [h for h in all_h if h.mutation != "regularization"]   # l2 is RidgeLogit's knob
-    fresh = [h for h in all_h if self._days_since(self._last_tried(h.spec.key)) >= cfg.retry_after]
+    fresh = [h for h in all_h if self._days_since(self._last_tried(h.key)) >= cfg.retry_after]
     ctx["todo"] = fresh[:cfg.budget]
     res.hypotheses = [h.to_dict() for h in ctx["todo"]]
     res.durations["hypothesize"] = time.perf_counter() - t
@@ -385,8 +435,10 @@ def _last_tried(self:AgentLoop, key:str) -> str|None:
 @patch
 def _submit_args(self:AgentLoop, ctx, h:Hypothesis) -> tuple:
     champ, cfg = ctx["champ"], self.cfg
-    est = None if isinstance(champ.template, RidgeLogit) else champ.template
-    return (ctx["bars"], champ, h.spec, cfg.n_windows, cfg.window, est)
+    if isinstance(champ, DirectionalModel):
+        args = (ctx["bars"], champ, h.spec, cfg.n_windows, cfg.window, None if isinstance(champ.template, RidgeLogit) else champ.template)
+    else: args = (ctx["bars"], ByValue(champ), h.spec, cfg.n_windows, cfg.window, None)    # by value: a notebook's class reaches the worker
+    return args + ((ctx["context"],) if ctx.get("context") is not None else ())
 
 def _collect(pairs, pending) -> tuple[list[dict], bool]:
     "Outcomes of (future, hypothesis) pairs after the wait (`pending` timed out and are cancelled), and whether to replace the pool (a timeout or a broken pool)."
@@ -402,7 +454,7 @@ def _outcome(h:Hypothesis, value=None, error=None, timed_out=False) -> dict:
     out = dict(h.to_dict(), status="ok", error=None, walk_forward=None, seconds=None, pid=None, candidate=None)
     if timed_out: out.update(status="timeout", error="did not finish within the timeout")
     elif error is not None: out.update(status="error", error=f"{type(error).__name__}: {error}")
-    else: out.update(walk_forward=value["walk_forward"], seconds=value["seconds"], pid=value["pid"], candidate=value["candidate"])
+    else: out.update(walk_forward=value["walk_forward"], seconds=value["seconds"], pid=value["pid"], candidate=unwrap(value["candidate"]))
     return out
 
 # %% ../nbs/12_agent.ipynb #c2084054
@@ -470,15 +522,15 @@ def _journal(self:AgentLoop, res:CycleResult, state:dict, change:Callable|None=N
             wf = e.get("walk_forward") or {}
             self.conn.execute("INSERT INTO agent_hypotheses (name, cycle_id, as_of, mutation, detail, spec_key, status, wins, improvement) "
                               "VALUES (?,?,?,?,?,?,?,?,?)", (self.name, res.cycle_id, d["as_of"], e["mutation"], e["detail"],
-                              ModelSpec.from_dict(e["spec"]).key, e["status"], wf.get("wins"), wf.get("improvement")))
+                              spec_key(e["spec"]), e["status"], wf.get("wins"), wf.get("improvement")))
         self._save_state(state)
 
 # %% ../nbs/12_agent.ipynb #9b894d5c
 @patch
-def run_cycle(self:AgentLoop, observation:pd.DataFrame) -> CycleResult:
-    "One full cycle on `observation` (bars through today); experiments run in the executor with the configured timeout."
+def run_cycle(self:AgentLoop, observation:pd.DataFrame, context:dict|None=None) -> CycleResult:
+    "One full cycle on `observation` (bars through today; `context`: other symbols' bars the strategy reads); experiments run in the executor with the configured timeout."
     with self._lock:
-        res, ctx = self._prepare(observation)
+        res, ctx = self._prepare(observation, context)
         outcomes = []
         if ctx["todo"]:
             t, res.phase = time.perf_counter(), Phase.EXPERIMENT
@@ -494,7 +546,7 @@ def run_cycle(self:AgentLoop, observation:pd.DataFrame) -> CycleResult:
         return self._finish(res, ctx, outcomes)
 
 @patch
-async def run_cycle_async(self:AgentLoop, observation:pd.DataFrame) -> CycleResult:
+async def run_cycle_async(self:AgentLoop, observation:pd.DataFrame, context:dict|None=None) -> CycleResult:
     "`run_cycle` for an event loop (e.g. the one holding the IB connection): all CPU work runs off the loop."
     loop = asyncio.get_running_loop()
     got = loop.run_in_executor(None, self._lock.acquire)     # a cycle already running (sync or async) finishes first
@@ -503,7 +555,7 @@ async def run_cycle_async(self:AgentLoop, observation:pd.DataFrame) -> CycleResu
         got.add_done_callback(lambda f: self._lock.release() if not f.cancelled() and f.exception() is None else None)
         raise
     try:
-        res, ctx = await loop.run_in_executor(None, self._prepare, observation)
+        res, ctx = await loop.run_in_executor(None, self._prepare, observation, context)
         outcomes = []
         if ctx["todo"]:
             t, res.phase = time.perf_counter(), Phase.EXPERIMENT
