@@ -34,6 +34,10 @@ __all__ = ['log', 'RUNNER_SCHEMA', 'FAILURES', 'trading_date', 'next_cycle_time'
 from .config import SYMBOL_CALENDARS
 from .config import is_exchange_holiday
 
+# %% ../nbs/13_runner.ipynb #f45a6aa7
+import copy
+from .models import Strategy, as_strategy, strategy_signal, with_context
+
 # %% ../nbs/13_runner.ipynb #8e220f31
 def trading_date(t:datetime, tz:str) -> date:
     "The date of `t` in time zone `tz`."
@@ -48,8 +52,9 @@ def next_cycle_time(t:datetime, at:dtime, tz:str, calendars=()) -> datetime:
         d += timedelta(days=1)
 
 # %% ../nbs/13_runner.ipynb #e24f5d41
-def champion_signal(model:DirectionalModel, bars:pd.DataFrame) -> float:
-    "Today's signal in [-1, 1] from `model` on `bars` (through yesterday's close)."
+def champion_signal(model, bars:pd.DataFrame, context:dict|None=None) -> float:
+    "Today's signal in [-1, 1] from `model` (any strategy; `context`: other symbols' bars) on `bars` (through yesterday's close)."
+    if not isinstance(model, DirectionalModel): return strategy_signal(model, bars, context)
     sign = float(model.predict(bars).iloc[-1])
     est = getattr(model, "estimator_", None)
     if not callable(getattr(est, "decision_function", None)): return sign
@@ -239,22 +244,72 @@ def observe_account(self:PaperTradingRunner, day:date) -> dict:
                 breakers={k: dict(state=v["state"], observed=d.observed[k], threshold=v["threshold"]) for k, v in st.items()})
 
 # %% ../nbs/13_runner.ipynb #bce139b0
+@patch(as_prop=True)
+def strategies(self:PaperTradingRunner) -> dict:
+    "{symbol: unfitted strategy} the runner fits and registers as the first champion of a symbol with none (default: the baseline)."
+    if getattr(self, "_strategies", None) is None: self._strategies = {}
+    return self._strategies
+
 @patch
-def _bootstrap_champion(self:PaperTradingRunner, sym:str, bars:pd.DataFrame):
+def use_strategy(self:PaperTradingRunner, sym:str, strategy, **kw):
+    "Bring your own model: `strategy` (a Strategy, a scikit-learn estimator or a plain class: `models.as_strategy`) is `sym`'s first champion."
+    if sym.upper() not in self.symbols: raise ValueError(f"{sym!r} is not traded by this runner ({', '.join(self.symbols)})")
+    self.strategies[sym.upper()] = st = as_strategy(strategy, **kw)
+    return st
+
+@patch
+def _bootstrap_champion(self:PaperTradingRunner, sym:str, bars:pd.DataFrame, context:dict|None=None):
     reg = self.registries[sym]
     if reg.champion() is not None: return
-    m = DirectionalModel(ModelSpec(train_window=min(120, len(bars) - 10))).fit(bars)
-    reg.register(m, status="champion", reason=f"initial champion: baseline fitted on {m.n_train} days to {m.train_end.date()}", actor="runner")
+    recipe = self.strategies.get(sym)
+    if recipe is None: m = DirectionalModel(ModelSpec(train_window=min(120, len(bars) - 10))).fit(bars)
+    else:
+        m = copy.deepcopy(recipe)
+        with_context(m.fit, bars, context=context)
+    what = "baseline" if recipe is None else getattr(m, "kind", type(m).__name__)
+    reg.register(m, status="champion", reason=f"initial champion: {what} fitted on {m.n_train} days to {m.train_end.date()}", actor="runner")
+
+# %% ../nbs/13_runner.ipynb #4090a1a4
+@patch
+async def _context(self:PaperTradingRunner, sym:str, model, bars:pd.DataFrame) -> dict|None:
+    "The daily bars of the other symbols `model` reads (`context_symbols`), through the last day of `bars`; None if it reads none."
+    want = [s for s in (getattr(model, "context_symbols", None) or ()) if s != sym]
+    out = {}
+    for s in want:
+        b = await self._io(self.broker.daily_bars, await self._io(self.broker.qualify, s), self.settings.runner.history_days)
+        out[s] = b.loc[:bars.index[-1]]
+    return out or None
+
+@patch
+def _signal(self:PaperTradingRunner, sym:str, version, model, bars:pd.DataFrame, context:dict|None=None) -> float:
+    "The champion's signal for today, or CycleFailed('error') naming the symbol, the strategy and what went wrong (nothing is sent)."
+    try: return champion_signal(model, bars, context)
+    except Exception as e:
+        raise CycleFailed("error", f"{sym}: strategy {getattr(model, 'kind', type(model).__name__)} v{version} gave no usable signal for "
+                                   f"{bars.index[-1].date()}: {type(e).__name__}: {' '.join(str(e).split())}") from e
+
+@patch
+async def _champion_signal(self:PaperTradingRunner, sym:str, model, bars:pd.DataFrame) -> float:
+    "`_signal` of the registered champion `model`, with its context (a rerun of a day whose agent cycle already ran)."
+    return self._signal(sym, self.registries[sym].champion().version, model, bars, await self._context(sym, model, bars))
 
 @patch
 async def think(self:PaperTradingRunner, sym:str, bars:pd.DataFrame) -> dict:
     "Run `sym`'s agent cycle on `bars`; returns what it did and the champion's signal."
-    loop = asyncio.get_running_loop()
-    await loop.run_in_executor(None, self._bootstrap_champion, sym, bars)
-    ag = self.agents[sym]
-    res = await ag.run_cycle_async(bars)
+    loop, ag = asyncio.get_running_loop(), self.agents[sym]
+    if self.registries[sym].champion() is None:
+        ctx = await self._context(sym, self.strategies.get(sym), bars)
+        await loop.run_in_executor(None, self._bootstrap_champion, sym, bars, ctx)
     v, model = await loop.run_in_executor(None, ag.champion)
-    sig = champion_signal(model, bars)
+    ctx = await self._context(sym, model, bars)
+    try: res = await ag.run_cycle_async(bars, ctx)
+    except Exception as e:
+        raise CycleFailed("error", f"{sym}: the agent's cycle on strategy {getattr(model, 'kind', type(model).__name__)} v{v} failed: "
+                                   f"{type(e).__name__}: {' '.join(str(e).split())}") from e
+    if res.champion_after != v:
+        v, model = await loop.run_in_executor(None, ag.champion)
+        ctx = await self._context(sym, model, bars)
+    sig = self._signal(sym, v, model, bars, ctx)
     out = dict(cycle_id=res.cycle_id, phase=res.phase.value, action=res.action, drifted=res.drifted, reason=res.reason,
                diagnosis=res.diagnosis, hypotheses=len(res.hypotheses), experiments=len(res.experiments),
                champion=v, signal=sig, as_of=str(bars.index[-1].date()))
@@ -329,7 +384,7 @@ async def _plan(self:PaperTradingRunner, day:date, sym:str, acct, state:TradingS
     if done is None: s["agent"][sym] = await self.think(sym, bars)
     else:
         model = self.registries[sym].load(self.registries[sym].champion().version)
-        s["agent"][sym] = {**done, "signal": champion_signal(model, bars), "as_of": str(bars.index[-1].date())}
+        s["agent"][sym] = {**done, "signal": await self._champion_signal(sym, model, bars), "as_of": str(bars.index[-1].date())}
     row = self.targets(day).get(sym)
     if row is not None: return row
     why = qc.session.why_not(self.now(), cycle_horizon(self.settings.orders).total_seconds(), f"{sym}'s orders")
