@@ -1,4 +1,4 @@
-"""A small baseline directional model (ridge-regularized logistic regression on lagged-return features, numpy/scipy only) behind a fit/predict protocol that also takes any scikit-learn-style estimator; walk-forward evaluation; and a model registry with a champion / candidate / archived lifecycle on disk, whose promotions and rollbacks are atomic and logged with their reason.
+"""A small baseline directional model (ridge-regularized logistic regression on lagged-return features, numpy/scipy only) behind a fit/predict protocol that also takes any scikit-learn-style estimator; the strategy protocol that lets a user bring their own model (a scikit-learn `Pipeline` or a plain class, each in one line); walk-forward evaluation; and a model registry with a champion / candidate / archived lifecycle on disk, whose promotions and rollbacks are atomic and logged with their reason.
 
 Docs: https://hydra-nb.github.io/hydra-nb/models.html.md"""
 
@@ -235,7 +235,7 @@ def strategy_signal(strategy, bars:pd.DataFrame, context:dict|None=None) -> floa
     "Today's signal: the strategy's value for the last day of `bars`, checked to be a finite number in [-1, 1] (else a ValueError saying what it is)."
     s, day = strategy_predict(strategy, bars, context), bars.index[-1]
     if not len(s) or s.index[-1] != day:
-        raise ValueError(f"no signal for {day.date()} (the last day of the bars): predict ended on {s.index[-1].date() if len(s) else 'no day'}")
+        raise ValueError(f"no signal for {day.date()} (the last day of the bars): predict ended on {s.index[-1] if len(s) else 'no day'}")
     x = float(s.iloc[-1])
     if not math.isfinite(x): raise ValueError(f"signal for {day.date()} is {x} (not a finite number)")
     if not -1 <= x <= 1: raise ValueError(f"signal {x:g} for {day.date()} is outside [-1, 1] (the fraction of [runner] max_contracts to hold)")
@@ -293,17 +293,25 @@ class PlainStrategy(StrategyBase):
             raise TypeError(f"{type(model).__name__} needs fit(bars) and predict(bars) methods to be a strategy")
         self.model, self.train_window, self.warmup, self.context_symbols = model, _check_window(train_window), warmup, tuple(context_symbols)
 
-    def _params(self) -> dict:
-        ps = inspect.signature(type(self.model).__init__).parameters
-        return {k: getattr(self.model, k) for k in ps if k != "self" and isinstance(getattr(self.model, k, object()), _SCALARS)}
+    def _args(self) -> tuple[dict, bool]:
+        "The model's `__init__` arguments it keeps as attributes, and whether it keeps them all."
+        ps = [p for p in inspect.signature(type(self.model).__init__).parameters.values() if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+        kept = {p.name: getattr(self.model, p.name) for p in ps if hasattr(self.model, p.name)}
+        return kept, len(kept) == len(ps)
+    def _params(self) -> dict: return {k: v for k, v in self._args()[0].items() if isinstance(v, _SCALARS)}
     @property
     def hyperparameters(self) -> dict: return {"train_window": self.train_window, **self._params()}
 
     def with_params(self, **changes) -> PlainStrategy:
-        "An unfitted copy: `train_window` here, anything else a new instance of the model's class with changed arguments."
+        "An unfitted copy: `train_window` here, anything else a new instance of the model's class with changed arguments (a copy with changed attributes if it does not keep them all)."
         tw, p = changes.pop("train_window", self.train_window), self._params()
         if (unknown := set(changes) - set(p)): raise ValueError(f"{self.kind} has no hyperparameter {sorted(unknown)}; it has {sorted(['train_window', *p])}")
-        return PlainStrategy(type(self.model)(**{**p, **changes}), tw, self.warmup, self.context_symbols)
+        args, all_kept = self._args()
+        if all_kept: m = type(self.model)(**{**args, **changes})       # its own __init__ validates the change
+        else:
+            m = copy.deepcopy(self.model)
+            for k, v in changes.items(): setattr(m, k, v)
+        return PlainStrategy(m, tw, self.warmup, self.context_symbols)
 
     def fit(self, bars:pd.DataFrame, end=None, context:dict|None=None) -> PlainStrategy:
         lb = self._params().get("lookback")
