@@ -82,10 +82,11 @@ async def test_a_user_strategy_completes_the_self_healing_cycle_in_a_rehearsal(t
     assert g["errors"].passed, g["errors"].evidence
 
 
-async def _one_cycle(d, seed=3):
+async def _one_cycle(d, seed=3, setup=None):
     async with GatewaySim(port=0, seed=seed, clock=SimClock(mode="accelerated", start=MONDAY_0900_CT, time_scale=60)) as gw:
         st = sim_settings(load_settings(env={}, cwd=d).replace("paths", state_dir=Path(d)).replace("risk", max_position=1.0), gw.port)
         r = PaperTradingRunner(st, broker=BrokerGateway(st, journal=FillJournal(d), clock=gw.clock, backoff_initial=0.05))
+        if setup is not None: setup(r)
         await r.start()
         try: s = await r.run_cycle()
         finally: await r.stop()
@@ -121,3 +122,30 @@ async def test_a_champion_pickled_before_the_protocol_still_trades(tmp_path):
     assert champion_signal(old, bars) == champion_signal(m, bars)
     s, refs = await _one_cycle(d)
     assert s["status"] == "done" and s["agent"]["ZO"]["champion"] == 1, s
+
+
+SEEN = []
+
+def spread(bars, lookback, context):
+    "ZO against HE: the change of their log price ratio over `lookback` days (HE's bars from the context)."
+    SEEN.append((sorted(context), context["HE"].index[-1]))
+    he = context["HE"].close.reindex(bars.index).ffill()
+    return (np.log(bars.close) - np.log(he)).diff(lookback).to_frame("spread")
+
+
+async def test_use_strategy_with_another_symbols_bars_as_context(tmp_path):
+    "`use_strategy` makes a scikit-learn estimator on a ZO/HE spread ZO's first champion; the runner fetches HE's bars for it."
+    from sklearn.linear_model import LogisticRegression
+    from hydra_nb.models import FeatureStrategy
+    d = tmp_path/"state"
+    SEEN.clear()
+    s, refs = await _one_cycle(d, setup=lambda r: r.use_strategy("ZO", LogisticRegression(), features=spread, lookback=2, context_symbols=("HE",)))
+    assert s["status"] == "done", s
+    with ModelRegistry(d, "ZO") as reg:
+        rec, champ = reg.champion(), reg.load()
+        assert isinstance(champ, FeatureStrategy) and rec.kind == "LogisticRegression" and rec.hyperparameters["lookback"] == 2
+        assert reg.events().reason.iloc[0].startswith("initial champion: LogisticRegression fitted on 60 days to 2026-10-15")
+    with ModelRegistry(d, "HE") as reg: assert reg.champion().kind == "RidgeLogit"          # no strategy given: the baseline
+    assert SEEN and all(keys == ["HE"] and last == pd.Timestamp("2026-10-16") for keys, last in SEEN), SEEN[-3:]
+    sig = s["agent"]["ZO"]["signal"]
+    assert -1 < sig < 1 and sig not in (0.0,) and s["targets"]["ZO"]["signal"] == sig        # graded 2 P(up) - 1, and what was sized
