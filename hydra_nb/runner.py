@@ -291,13 +291,14 @@ def _signal(self:PaperTradingRunner, sym:str, version, model, bars:pd.DataFrame,
 @patch
 async def _champion_signal(self:PaperTradingRunner, sym:str, model, bars:pd.DataFrame) -> float:
     "`_signal` of the registered champion `model`, with its context (a rerun of a day whose agent cycle already ran)."
-    return self._signal(sym, self.registries[sym].champion().version, model, bars, await self._context(sym, model, bars))
+    v, ctx = self.registries[sym].champion().version, await self._context(sym, model, bars)
+    return await asyncio.get_running_loop().run_in_executor(None, self._signal, sym, v, model, bars, ctx)
 
 @patch
 async def think(self:PaperTradingRunner, sym:str, bars:pd.DataFrame) -> dict:
     "Run `sym`'s agent cycle on `bars`; returns what it did and the champion's signal."
     loop, ag = asyncio.get_running_loop(), self.agents[sym]
-    if self.registries[sym].champion() is None:
+    if await loop.run_in_executor(None, self.registries[sym].champion) is None:
         ctx = await self._context(sym, self.strategies.get(sym), bars)
         await loop.run_in_executor(None, self._bootstrap_champion, sym, bars, ctx)
     v, model = await loop.run_in_executor(None, ag.champion)
@@ -309,7 +310,7 @@ async def think(self:PaperTradingRunner, sym:str, bars:pd.DataFrame) -> dict:
     if res.champion_after != v:
         v, model = await loop.run_in_executor(None, ag.champion)
         ctx = await self._context(sym, model, bars)
-    sig = self._signal(sym, v, model, bars, ctx)
+    sig = await loop.run_in_executor(None, self._signal, sym, v, model, bars, ctx)     # the user's code, off the event loop
     out = dict(cycle_id=res.cycle_id, phase=res.phase.value, action=res.action, drifted=res.drifted, reason=res.reason,
                diagnosis=res.diagnosis, hypotheses=len(res.hypotheses), experiments=len(res.experiments),
                champion=v, signal=sig, as_of=str(bars.index[-1].date()))
