@@ -21,7 +21,7 @@ __all__ = ['PAPER_PORTS', 'LIVE_PORTS', 'SECTIONS', 'ENV_OVERRIDES', 'LAST_TRADE
            'InstrumentSettings', 'instrument_symbol', 'parse_value', 'Settings', 'find_settings_file', 'load_settings',
            'exchange_year', 'is_exchange_holiday', 'is_trading_day', 'early_close', 'trading_days', 'cycle_horizon',
            'schedule_problems', 'symbol_calendar', 'business_days_of', 'business_day_shift', 'ContractMonth',
-           'last_trade_date', 'contract_month', 'contract_months', 'trading_month', 'settings_ini']
+           'last_trade_date', 'contract_month', 'contract_months', 'trading_month', 'month_of', 'settings_ini']
 
 # %% ../nbs/00_config.ipynb #3491ad25
 class SettingsError(ValueError):
@@ -512,10 +512,10 @@ class ContractMonth:
         return f"{self.local_symbol} (LTD {self.last_trade}, {fnd}, roll from {self.roll_date})"
 
 # %% ../nbs/00_config.ipynb #7e25d2d0
-def last_trade_date(symbol:str, y:int, m:int, spec:InstrumentSettings|None=None) -> date:
-    "The last trade date of `symbol`'s month `y-m` by its `last_trade_rule` on its exchange's calendar."
+def last_trade_date(symbol:str, y:int, m:int, spec:InstrumentSettings|None=None, calendar:str|None=None) -> date:
+    "The last trade date of `symbol`'s month `y-m` by its `last_trade_rule` on its exchange's calendar (or `calendar`)."
     spec = spec or DEFAULT_INSTRUMENT_SETTINGS.get(symbol) or InstrumentSettings()
-    days = business_days_of(symbol_calendar(symbol, spec), y, m)
+    days = business_days_of(symbol_calendar(symbol, spec) if calendar is None else calendar, y, m)
     if spec.last_trade_rule == "10th_business_day": return days[9]
     return [d for d in days if d.day < 15][-1]
 
@@ -541,6 +541,15 @@ def contract_months(symbol:str, today:date, n:int=3, spec:InstrumentSettings|Non
 def trading_month(symbol:str, today:date, spec:InstrumentSettings|None=None) -> ContractMonth:
     "The month to hold on `today`: the first listed one whose roll date is still ahead."
     return next(c for c in contract_months(symbol, today, 4, spec) if not c.in_roll_window(today))
+
+# %% ../nbs/00_config.ipynb #a06cc6a3
+def month_of(symbol:str, month:str, last_trade:date, spec:InstrumentSettings|None=None) -> ContractMonth:
+    "Month `month` ('YYYYMM') of `symbol` as IB lists it (its `last_trade`), with the roll rule's dates."
+    y, m = int(month[:4]), int(month[4:6])
+    r = contract_month(symbol, y, m, spec)
+    if r.first_notice is not None: return dataclasses.replace(r, last_trade=last_trade)
+    spec = spec or DEFAULT_INSTRUMENT_SETTINGS.get(symbol) or InstrumentSettings()
+    return dataclasses.replace(r, last_trade=last_trade, roll_date=business_day_shift(symbol_calendar(symbol, spec), last_trade, -spec.roll_days))
 
 # %% ../nbs/00_config.ipynb #9d8bf270
 def settings_ini(s:Settings|None=None) -> str:
