@@ -31,6 +31,10 @@ from zoneinfo import ZoneInfo
 from .config import SYMBOL_CALENDARS
 from .config import trading_days
 
+# %% ../nbs/15_rehearsal.ipynb #ab30c428
+from datetime import date, time as dtime
+from .config import is_trading_day
+
 # %% ../nbs/15_rehearsal.ipynb #d55f2c4a
 REVERSAL = Regime(phi=-0.7, vol_scale=1.6, name="reversal")
 
@@ -186,6 +190,15 @@ def _positive(v):
 
 def _switch_day(v): return None if v.strip().lower() == "none" else "auto" if v == "auto" else _int_at_least(0)(v)
 
+def _start_day(v) -> datetime:
+    "A rehearsal's first trading date 'YYYY-MM-DD' -> 08:45 in Chicago that day (the first cycle at 09:00), in UTC."
+    import argparse
+    try: d = date.fromisoformat(v.strip())
+    except ValueError: raise argparse.ArgumentTypeError(f"must be a date YYYY-MM-DD (got {v!r})") from None
+    if not is_trading_day(tuple(SYMBOL_CALENDARS.values()), d):
+        raise argparse.ArgumentTypeError(f"{d} ({d:%A}) is not a trading day of {', '.join(SYMBOL_CALENDARS)}: start on one")
+    return datetime.combine(d, dtime(8, 45), tzinfo=ZoneInfo("America/Chicago")).astimezone(timezone.utc)
+
 def add_cli_arguments(p):
     "Options of `hydra paper-trade`."
     import argparse
@@ -195,6 +208,8 @@ def add_cli_arguments(p):
     p.add_argument("--seed", type=_int_at_least(0), default=Scenario.seed, help=f"with --sim: the market's seed (default {Scenario.seed})")
     p.add_argument("--regime-switch-day", type=_switch_day, default="auto", metavar="D|none",
                    help=f"with --sim: trading day of the regime switch, or none (default {Scenario.regime_switch_day}: week 2; the middle of a shorter run)")
+    p.add_argument("--start", type=_start_day, default=Scenario.start, metavar="DATE",
+                   help=f"with --sim: the first trading date (default {Scenario.start.date()}; 2026-11-02 crosses ZO's December roll)")
     p.add_argument("--disconnects", type=_int_at_least(0), default=Scenario.disconnects, help=f"with --sim: injected connection drops (default {Scenario.disconnects})")
     p.add_argument("--slippage-bias", type=_positive, default=1.0, metavar="X", help="with --sim: the simulator's fill cost times X (default 1)")
     p.add_argument("--time-scale", type=_positive, default=Scenario.time_scale, help=f"with --sim: clock speed while trading (default {Scenario.time_scale:g})")
@@ -221,7 +236,7 @@ def cli_run(a) -> int:
     days = a.days or Scenario.days
     switch = (min(Scenario.regime_switch_day, days//2) if days >= 2 else None) if a.regime_switch_day == "auto" else a.regime_switch_day
     sc = Scenario(days=days, seed=a.seed, regime_switch_day=switch, disconnects=min(a.disconnects, days - 1) if a.disconnects else 0,
-                  slippage_bias=a.slippage_bias, time_scale=a.time_scale)
+                  slippage_bias=a.slippage_bias, time_scale=a.time_scale, start=a.start)
     res = asyncio.run(rehearse(sc, _rehearsal_dir(a), st, progress=not a.no_progress))
     reps = [] if a.no_reports else rehearsal_reports(res)
     if a.json: print(json.dumps(dict(state_dir=str(res.state_dir), wall_seconds=res.wall_seconds, counts=res.counts,
