@@ -411,7 +411,7 @@ async def _roll_legs(self:PaperTradingRunner, row:dict, old, new) -> int:
     why = "" if ok else (f"old leg {row['from_local']} filled {n} of {abs(pos)}" + (f" ({'; '.join(rep['out']['reasons'] or rep['out']['rejections'])})" if n < abs(pos) else "")
                          + (f"; new leg {row['to_local']} filled {got} of {n}" + (f" ({'; '.join(rep['in']['reasons'] or rep['in']['rejections'])})" if "in" in rep else "") if got < n else ""))
     row = self._set_roll(row, status="done" if ok else "failed", reason=why, report=rep)
-    self._emit("roll", **{k: row[k] for k in ("roll_ref", "symbol", "from_local", "to_local", "position", "kind", "status", "reason")})
+    self._emit("roll", roll_kind=row["kind"], **{k: row[k] for k in ("roll_ref", "symbol", "from_local", "to_local", "position", "status", "reason")})
     if not ok: log.error("roll %s failed: %s", row["roll_ref"], why); self._emit("roll_failed", roll_ref=row["roll_ref"], symbol=row["symbol"], reason=why)
     if row["kind"] == "hard_stop":
         msg = (f"{row['from_local']}: {abs(pos)} contracts still held one business day before first notice: "

@@ -21,10 +21,10 @@ DAY = "2026-10-19"
 
 
 class Runner:
-    def __init__(self, gt, state_dir):
+    def __init__(self, gt, state_dir, day=DAY, symbols=""):
         sim_epoch, wall_epoch = gt.call(lambda gw: (gw.clock.time(), time.time()))
-        cmd = [sys.executable, str(CLIENT), "--port", str(gt.port), "--state-dir", str(state_dir), "--day", DAY,
-               "--time-scale", str(SCALE), "--sim-epoch", repr(sim_epoch), "--wall-epoch", repr(wall_epoch)]
+        cmd = [sys.executable, str(CLIENT), "--port", str(gt.port), "--state-dir", str(state_dir), "--day", day,
+               "--time-scale", str(SCALE), "--sim-epoch", repr(sim_epoch), "--wall-epoch", repr(wall_epoch), "--symbols", symbols]
         self.p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy())
         self.lines, self.err = queue.Queue(), []
         threading.Thread(target=lambda: [self.lines.put(l.rstrip("\n")) for l in self.p.stdout], daemon=True).start()
