@@ -693,13 +693,15 @@ def _asked(q) -> str:
 
 @patch
 async def qualify(self:BrokerGateway, what) -> QualifiedContract:
-    "A symbol ('ZO'), a CONTFUT or a month's contract -> the `QualifiedContract` to trade today."
+    "A symbol ('ZO'), a CONTFUT, a month's contract or conId -> the `QualifiedContract` to trade today."
     if isinstance(what, QualifiedContract): return what
     today = self.now().date()
     if isinstance(what, str):
         sym = what.strip().upper()
         if not sym: raise ValueError("symbol must be a non-empty string")
         query = instrument_query(sym, self.settings.instrument(sym))
+    elif isinstance(what, int) and not isinstance(what, bool) and what > 0:        # a month's conId (a roll resumed after a restart)
+        sym, query = "", Future(conId=what)
     elif isinstance(what, Contract):
         sym = what.symbol
         query = Future(conId=what.conId, exchange=what.exchange) if what.secType == "FUT" and what.conId else Future(symbol=sym, exchange=what.exchange)
@@ -887,6 +889,19 @@ def account(self:BrokerGateway) -> AccountState:
     sod, peak = self._equity_marks(eq)
     return AccountState(eq, sod, peak, dict(self._pos), {k: v for k, v in self._mv.items() if k in self._pos}, self.now(),
                         {k: c for k, c in self._pos_con.items() if k in self._pos})
+
+# %% ../nbs/08_broker.ipynb #d5785d3c
+@patch
+async def refresh_positions(self:BrokerGateway) -> dict:
+    "Ask IB for all positions now (a round trip); replace the streamed ones; conId -> contracts."
+    if not self.ib.isConnected(): raise NotConnected("cannot refresh positions: not connected")
+    ps = await asyncio.wait_for(self.ib.reqPositionsAsync(), self.settings.ib.request_timeout)
+    acct = self.settings.ib.account
+    ps = [p for p in ps if p.position and (not acct or p.account == acct)]
+    self._pos = {p.contract.conId: float(p.position) for p in ps}
+    self._pos_con.update({p.contract.conId: p.contract for p in ps})
+    for k in [k for k in self._mv if k not in self._pos]: self._mv.pop(k)
+    return dict(self._pos)
 
 # %% ../nbs/08_broker.ipynb #3b2ada4e
 class _OrderPort:

@@ -343,8 +343,10 @@ async def _plan(self:PaperTradingRunner, day:date, sym:str, acct, state:TradingS
     moved, rolled = await self._roll(day, sym, qc, acct, s)
     if not rolled:
         s.setdefault("roll_blocked", {})[sym] = f"{sym}: the roll into {qc.local_symbol} did not finish; the target waits for it"; return None
+    if s.get("rolls", {}).get(sym):                        # legs traded (maybe before a restart): IB's positions now, not the stream's
+        await self._io(self.broker.refresh_positions); acct = await self._io(self.broker.account)
     held = acct.symbol_positions(sym) if acct.contracts else {qc.con_id: acct.positions.get(qc.con_id, 0)}
-    pos = int(round(sum(held.values()))) + moved           # the symbol's position across months (a roll moves it, not changes it)
+    pos = int(round(sum(held.values())))                   # the symbol's position across months
     a = s["agent"][sym]
     want = target_position(a["signal"], self.settings.runner.max_contracts, snap.mid, qc.multiplier, acct.equity,
                            self.settings.risk.max_position, len(self.symbols), qc.price_magnifier)
@@ -424,6 +426,12 @@ async def _roll_legs(self:PaperTradingRunner, row:dict, old, new) -> int:
 async def _roll(self:PaperTradingRunner, day:date, sym:str, qc, acct, s:dict) -> tuple[int, bool]:
     "Roll every month of `sym` held in its roll window into `qc`; (net contracts moved, every roll done)."
     net, done = 0, True
+    for row in [x for x in self.rolls(day).values() if x["symbol"] == sym and x["status"] in ("out", "in")]:
+        old = await self._io(self.broker.qualify, int(row["from_con_id"]))    # decided before a restart: finish it as it was
+        net += await self._roll_legs(row, old, qc)
+        row = self.rolls(day)[row["roll_ref"]]
+        s.setdefault("rolls", {}).setdefault(sym, []).append({k: row[k] for k in ("roll_ref", "from_local", "to_local", "position", "kind", "status", "reason")})
+        done = done and row["status"] == "done"
     for cid, q in sorted(acct.symbol_positions(sym).items()):
         if cid == qc.con_id or not round(q): continue
         try: old = await self._io(self.broker.qualify, acct.contracts[cid])
