@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'REVERSAL', 'Scenario', 'rehearsal_days', 'rehearsal_settings', 'plan_drops', 'RehearsalResult', 'rehearse',
-           'summary_lines', 'add_cli_arguments', 'cli_run', 'rehearsal_reports']
+           'rolls_line', 'summary_lines', 'add_cli_arguments', 'cli_run', 'rehearsal_reports']
 
 # %% ../nbs/15_rehearsal.ipynb #75899acd
 from zoneinfo import ZoneInfo
@@ -133,7 +133,8 @@ async def rehearse(sc:Scenario|None=None, state_dir=None, settings:Settings|None
             out = await r.run_days(sc.days, before, after)
         finally:
             bar.close()
-            counts = dict(broker=dict(b.counts), gateway=dict(gw.faults.counts), executions=len(gw.executions()))
+            counts = dict(broker=dict(b.counts), gateway=dict(gw.faults.counts), executions=len(gw.executions()),
+                          positions={p.contract.local_symbol: p.qty for p in gw.ledger.positions.values() if p.qty})   # IB's side at the end
             await r.stop()
     gate = evaluate_gate(d)
     return RehearsalResult(sc, d, out, gate, time.perf_counter() - t0, counts)
@@ -145,6 +146,16 @@ def _bar(sc, progress):
 def _postfix(s:dict) -> str:
     eq = f"equity {s['equity']:,.0f}" if s.get("equity") else ""
     return f"{s['trading_date']} {s['status']} {eq} fills {s.get('fills', 0)} {s.get('trading_state', '')}".strip()
+
+# %% ../nbs/15_rehearsal.ipynb #f714482f
+def rolls_line(state_dir) -> str:
+    "The summary's line on rolls: each month moved into the next, with its contracts, day and outcome."
+    with FillJournal(state_dir) as j:
+        try: rows = j.conn.execute("SELECT trading_date, from_local, to_local, position, kind, status, reason FROM runner_rolls ORDER BY decided_utc").fetchall()
+        except Exception: rows = []                       # no roll table: no roll was ever decided
+    if not rows: return "rolls      none needed (no month held into its roll window)"
+    return "rolls      " + "; ".join(f"{a} -> {b} {p:+d} on {d}" + (" (hard stop)" if k == "hard_stop" else "") + ("" if st == "done" else f" {st.upper()}: {why}")
+                                     for d, a, b, p, k, st, why in rows)
 
 # %% ../nbs/15_rehearsal.ipynb #3595b3a5
 def summary_lines(res:RehearsalResult) -> list[str]:
@@ -169,6 +180,7 @@ def summary_lines(res:RehearsalResult) -> list[str]:
            f"breakers   " + (", ".join(f"{n} tripped {t}" for n, t in trips) if trips else "no trips") + f"; {res.gate['breakers'].evidence if res.gate else ''}",
            f"connection {b.get('drops', 0)} drops ({g.get('resets', 0)} nightly resets, {len(plan_drops(sc))} injected), {b.get('reconnects', 0)} automatic reconnects, {b.get('resynced_fills', 0)} fills recovered by resync",
            f"cycles     {int((cyc.status == 'done').sum())} done" + (", " + ", ".join(f"{v} {k}" for k, v in fail.items()) if len(fail) else "")]
+    out.append(rolls_line(res.state_dir))
     if res.gate is not None: out += ["", *str(res.gate).splitlines()]
     out += ["", f"state      {res.state_dir}", f"inspect    hydra gate --state-dir {res.state_dir}   |   HYDRA_STATE_DIR={res.state_dir} hydra fill-report --reconcile --units ticks"]
     return out

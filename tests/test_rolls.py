@@ -153,3 +153,24 @@ async def test_a_market_closed_on_the_roll_day_rolls_nothing_and_the_next_sessio
         [s] = await r.run_days(1, settle=0.1)
         assert s["failure"] == "market_closed" and not r.rolls(), s
         assert not [o for o in gw.orders.values() if o.client_id == 1]
+
+
+async def test_a_rehearsal_across_zos_december_roll(tmp_path):
+    "2026-11-18 to 2026-11-25: ZO trades December, then March from its roll date; at the end nothing is left in December."
+    from hydra_nb.rehearsal import Scenario, rehearse, rolls_line
+    sc = Scenario(days=6, regime_switch_day=None, disconnects=1, start=nov(18, 8, 45))
+    res = await rehearse(sc, state_dir=tmp_path, progress=False)
+    assert all(s["status"] == "done" for s in res.summaries), [(s["trading_date"], s.get("failure"), s.get("reason")) for s in res.summaries]
+    months = {s["trading_date"]: s["months"]["ZO"] for s in res.summaries}
+    assert months == {"2026-11-18": "ZOZ6", "2026-11-19": "ZOZ6", "2026-11-20": "ZOH7", "2026-11-23": "ZOH7",
+                      "2026-11-24": "ZOH7", "2026-11-25": "ZOH7"}, months
+    with FillJournal(tmp_path) as j:
+        last = j.conn.execute("SELECT target FROM runner_targets WHERE symbol = 'ZO' ORDER BY trading_date DESC LIMIT 1").fetchone()[0]
+        legs = j.conn.execute("SELECT COUNT(*), COUNT(DISTINCT exec_id) FROM journal_fills WHERE order_ref LIKE 'R%'").fetchone()
+        rolls = j.conn.execute("SELECT status FROM runner_rolls").fetchall() if j.conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE name = 'runner_rolls'").fetchone() else []
+    assert legs[0] == legs[1] and all(st == "done" for (st,) in rolls), (legs, rolls)
+    held = res.counts["positions"]                                         # the gateway's ledger at the end
+    assert "ZOZ6" not in held and held.get("ZOH7", 0) == last, (held, last)
+    assert rolls_line(tmp_path).startswith("rolls      ")
+    assert res.gate["days"].value == 6.0 and res.gate["errors"].passed, (res.gate["days"], res.gate["errors"])
