@@ -396,6 +396,12 @@ def _set_roll(self:PaperTradingRunner, row:dict, **kw) -> dict:
     return self.rolls(date.fromisoformat(row["trading_date"]))[row["roll_ref"]]
 
 # %% ../nbs/13_runner.ipynb #543cbe0c
+def _leg_why(name:str, local:str, got:int, want:int, rep:dict|None) -> str:
+    "Why a roll leg fell short ('' if it filled): its fills and the order manager's reasons."
+    if got >= want: return ""
+    rs = "; ".join((rep or {}).get("reasons") or (rep or {}).get("rejections") or [])
+    return f"{name} leg {local} filled {got} of {want}" + (f" ({rs})" if rs else "")
+
 @patch
 async def _roll_legs(self:PaperTradingRunner, row:dict, old, new) -> int:
     "Route a roll's legs (old month first, then the new for what the old filled); returns the net contracts they moved the symbol by."
@@ -409,15 +415,14 @@ async def _roll_legs(self:PaperTradingRunner, row:dict, old, new) -> int:
     if n:
         inn = await self._io(functools.partial(self.om.route, roll_credit=sign * n), new, in_side, n, row["in_ref"], "patience")
         got, rep["in"] = int(round(inn.filled)), _report_dict(inn)
-    ok = n == abs(pos) and got == n
-    why = "" if ok else (f"old leg {row['from_local']} filled {n} of {abs(pos)}" + (f" ({'; '.join(rep['out']['reasons'] or rep['out']['rejections'])})" if n < abs(pos) else "")
-                         + (f"; new leg {row['to_local']} filled {got} of {n}" + (f" ({'; '.join(rep['in']['reasons'] or rep['in']['rejections'])})" if "in" in rep else "") if got < n else ""))
+    ok, closed = n == abs(pos) and got == n, n == abs(pos)
+    why = "; ".join(filter(None, (_leg_why("old", row["from_local"], n, abs(pos), rep["out"]), _leg_why("new", row["to_local"], got, n, rep.get("in")))))
     row = self._set_roll(row, status="done" if ok else "failed", reason=why, report=rep)
     self._emit("roll", roll_kind=row["kind"], **{k: row[k] for k in ("roll_ref", "symbol", "from_local", "to_local", "position", "status", "reason")})
     if not ok: log.error("roll %s failed: %s", row["roll_ref"], why); self._emit("roll_failed", roll_ref=row["roll_ref"], symbol=row["symbol"], reason=why)
     if row["kind"] == "hard_stop":
         msg = (f"{row['from_local']}: {abs(pos)} contracts still held one business day before first notice: "
-               + ("closed and rolled" if ok else f"NOT fully closed ({why}); close it by hand before first notice day"))
+               + ("closed and rolled" if ok else f"closed, but not rolled ({why})" if closed else f"NOT fully closed ({why}); close it by hand before first notice day"))
         log.warning("hard stop %s", msg); self._emit("roll_hard_stop", roll_ref=row["roll_ref"], symbol=row["symbol"], ok=ok, message=msg)
     return sign * (-n + got)
 
