@@ -47,7 +47,10 @@ class NaNToday(Persistence):
         return s
 
 
-for _c in (Persistence, Raises, NaNToday): _c.__module__ = "__main__"     # as if defined in a notebook: by value only
+for _c in (Persistence, Raises, NaNToday):                  # as if defined in a notebook: pickled by value only
+    _c.__module__ = "__main__"
+    for _f in vars(_c).values():
+        if callable(_f): _f.__module__ = "__main__"
 
 
 def register(d, sym, strategy, bars):
@@ -149,3 +152,18 @@ async def test_use_strategy_with_another_symbols_bars_as_context(tmp_path):
     assert SEEN and all(keys == ["HE"] and last == pd.Timestamp("2026-10-16") for keys, last in SEEN), SEEN[-3:]
     sig = s["agent"]["ZO"]["signal"]
     assert -1 < sig < 1 and sig not in (0.0,) and s["targets"]["ZO"]["signal"] == sig        # graded 2 P(up) - 1, and what was sized
+
+
+def test_a_notebooks_class_registered_here_loads_in_another_process(tmp_path):
+    "The registry keeps a class defined in a notebook by value: `hydra paper-trade` (another process) loads and runs it."
+    import subprocess, sys
+    d, bars = tmp_path/"state", simulate_daily_bars("ZO", 250, seed=3)
+    m = PlainStrategy(Persistence(lookback=2), train_window=60).fit(bars)
+    register(d, "ZO", m, bars)
+    code = ("import sys; from hydra_nb.models import ModelRegistry, strategy_signal; from hydra_nb.market import simulate_daily_bars\n"
+            "m = ModelRegistry(sys.argv[1], 'ZO').load()\n"
+            "print(m.kind, m.hyperparameters['lookback'], repr(strategy_signal(m, simulate_daily_bars('ZO', 250, seed=3))))")
+    r = subprocess.run([sys.executable, "-c", code, str(d)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    from hydra_nb.models import strategy_signal
+    assert r.stdout.split() == ["Persistence", "2", repr(strategy_signal(m, bars))]
