@@ -331,9 +331,12 @@ def lagged_returns(bars:pd.DataFrame, lookback:int=5) -> pd.DataFrame:
     return make_features(bars, lookback, ("lags",))
 
 class FeatureStrategy(StrategyBase):
-    "A scikit-learn-style estimator (e.g. a `Pipeline`) on `features(bars, lookback)`, fitted to the sign of the next return."
-    def __init__(self, estimator, features:Callable|None=None, lookback:int=5, train_window:int=60, context_symbols:Sequence[str]=()):
+    "A scikit-learn-style estimator (e.g. a `Pipeline`) on `features(bars, lookback)`, fitted to the sign of the next return (`label='return'`: the return itself)."
+    def __init__(self, estimator, features:Callable|None=None, lookback:int=5, train_window:int=60, context_symbols:Sequence[str]=(),
+                 label:str="sign"):
         if not isinstance(estimator, Estimator): raise TypeError(f"estimator must have fit(X, y) and predict(X) (scikit-learn style), got {type(estimator).__name__}")
+        if label not in ("sign", "return"): raise ValueError(f"label must be 'sign' (a classifier) or 'return' (a regressor), got {label!r}")
+        self.label = label
         if not (isinstance(lookback, (int, np.integer)) and lookback >= 1): raise ValueError(f"lookback must be an int >= 1, got {lookback!r}")
         self.model, self.features, self.lookback = estimator, features or lagged_returns, int(lookback)
         self.train_window, self.context_symbols = _check_window(train_window), tuple(context_symbols)
@@ -349,7 +352,7 @@ class FeatureStrategy(StrategyBase):
         if changes:
             if not callable(getattr(est, "set_params", None)): raise ValueError(f"{self.kind} has no set_params for {sorted(changes)}")
             est.set_params(**changes)
-        return FeatureStrategy(est, self.features, lb, tw, self.context_symbols)
+        return FeatureStrategy(est, self.features, lb, tw, self.context_symbols, self.label)
 
     def _X(self, bars, context) -> pd.DataFrame:
         X = with_context(self.features, check_bars(bars), self.lookback, context=context)
@@ -366,16 +369,20 @@ def _fs_fit(self:FeatureStrategy, bars:pd.DataFrame, end=None, context:dict|None
     if self.train_window: X, y = X.iloc[-self.train_window:], y.iloc[-self.train_window:]
     if len(X) < 5: raise ValueError(f"not enough training rows: {len(X)} (need >= 5; lookback={self.lookback}, end={end})")
     est = copy.deepcopy(self.model)
-    est.fit(X, np.where(y.to_numpy() > 0, 1, -1))
+    est.fit(X, np.where(y.to_numpy() > 0, 1, -1) if self.label == "sign" else y.to_numpy())
     self.estimator_, self.train_start, self.train_end, self.n_train = est, X.index[0], X.index[-1], len(X)
     return self
 
 def _fs_predict(self:FeatureStrategy, bars:pd.DataFrame, context:dict|None=None) -> pd.Series:
-    "2 P(up) - 1 where the estimator has `predict_proba`, else the predicted sign, for every day with features."
+    "2 P(up) - 1 where the estimator has `predict_proba`, else the predicted sign; a regressor's predicted return over twice their spread; for every day with features."
     if self.estimator_ is None: raise RuntimeError(f"{self.kind} is not fitted: call fit(bars) first")
     X, est = self._X(bars, context), self.estimator_
     classes = list(getattr(est, "classes_", []))
-    if callable(getattr(est, "predict_proba", None)) and 1 in classes: s = 2*np.asarray(est.predict_proba(X))[:, classes.index(1)] - 1
+    if self.label == "return":
+        f = np.asarray(est.predict(X), dtype=float)
+        sd = f[np.isfinite(f)].std()
+        s = np.clip(f/(2*sd), -1, 1) if sd > 0 else np.sign(f)
+    elif callable(getattr(est, "predict_proba", None)) and 1 in classes: s = 2*np.asarray(est.predict_proba(X))[:, classes.index(1)] - 1
     else: s = np.sign(np.asarray(est.predict(X), dtype=float))
     return pd.Series(np.asarray(s, dtype=float), index=X.index, name="signal")
 
