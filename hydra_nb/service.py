@@ -208,12 +208,15 @@ async def try_connect(self:Service) -> bool:
     if b.is_ready(): return True
     if b._reconnect_task is not None and not b._reconnect_task.done(): return False
     if b.is_connected(): return await b.wait_ready(1.0)
+    if time.monotonic() < getattr(self, "_next_try", 0.0): return False
     try:
         await asyncio.wait_for(b.connect(), self.runner.connect_timeout)
+        self._fails = 0
         return True
     except Exception as e:
         msg = " ".join(str(e).split()) or type(e).__name__
-        self._fails = getattr(self, "_fails", 0) + 1
+        self._fails = getattr(self, "_fails", 0) + 1                 # next try after 1, 2, 4, ... s, up to [ib] reconnect_max_delay
+        self._next_try = time.monotonic() + min(2.0**(self._fails - 1), self.runner.settings.ib.reconnect_max_delay)
         (log.warning if self._fails == 1 else log.info)("gateway %s:%d not reachable (attempt %d): %s", b.host, b.port, self._fails, msg)
         self.poll_connection(((self.runner.now(), "connect_failed"),))
         return False
