@@ -231,6 +231,9 @@ async def _start_cycle(self:Service, day:date, why:str):
     if why != "scheduled": self.out(f"cycle {day} attempt {n}: {why}")
     self._attempt = (day, n)
     try: await self.runner.run_cycle(day)
+    except Exception as e:                              # outside the runner's own handling (the state database, say)
+        log.exception("cycle %s attempt %d raised", day, n)
+        self.alert("cycle_failed", str(day), f"{type(e).__name__}: {e}", trading_date=str(day), attempts=n, failure="error")
     finally: self._attempt = None
     await self.poll_gate()
     self.poll_risk()

@@ -1,6 +1,6 @@
 """The service in this process against the embedded gateway on an accelerated clock (60 simulated seconds per second):
 a gateway down at start-up is waited for (and alerted once down long enough), a cycle that fails is retried inside its
-session with each attempt's reason recorded, and the event loop stays responsive (a 10 ms heartbeat on the loop keeps
+session with each attempt's reason recorded, the kill switch thrown from another connection is alerted, and the event loop stays responsive (a 10 ms heartbeat on the loop keeps
 ticking within 50 ms) through a whole cycle: the runner's, broker's and journal's SQLite writes do not stall it."""
 import asyncio, sqlite3, time
 from datetime import date, datetime, timezone
@@ -13,6 +13,7 @@ from hydra_nb.config import load_settings
 from hydra_nb.gateway_sim import GatewaySim
 from hydra_nb.journal import FillJournal
 from hydra_nb.market import SimClock
+from hydra_nb.risk import CircuitBreakerManager
 from hydra_nb.runner import PaperTradingRunner
 from hydra_nb.service import Service, attempts_of
 
@@ -58,6 +59,9 @@ async def test_gateway_down_at_start_is_waited_for_and_a_failed_cycle_is_retried
         task = asyncio.ensure_future(svc.run(tick_seconds=0.2))
         try:
             await until(lambda: (row := svc.runner.cycle_row(DAY)) is not None and row["status"] == "done", "the day done")
+            m = CircuitBreakerManager.from_settings(st.risk, db=st.state_dir / "hydra.db")      # `hydra kill`, as another process does it
+            m.kill("operator says stop"); m.close()
+            await until(lambda: "kill switch thrown: operator says stop" in sent, "the kill switch alert", 30)
         finally:
             svc.stop("test"); code = await task
         assert code == 0
