@@ -38,8 +38,8 @@ def setup_logging(state_dir, debug:bool=False, max_mb:float=10.0, backups:int=10
     fh.setLevel(logging.DEBUG if debug else logging.INFO); ch.setLevel(logging.DEBUG if debug else console_level)
     if not debug: ch.addFilter(_quiet)
     for h in (fh, ch):
-        h._hydra = True; h.setFormatter(logging.Formatter(LOG_FORMAT)); root.addHandler(h)
-    fh.formatter.converter = time.gmtime
+        h._hydra = True; h.setFormatter(logging.Formatter(LOG_FORMAT, "%Y-%m-%dT%H:%M:%SZ" if h is fh else None)); root.addHandler(h)
+    fh.formatter.converter = time.gmtime                          # the file's times are UTC, like the journal's
     root.setLevel(logging.DEBUG if debug else logging.INFO)
     for name in ("ib_async", "hydra_nb"): logging.getLogger(name).setLevel(logging.NOTSET)   # undo an earlier silencing
     return path
