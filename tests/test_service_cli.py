@@ -2,14 +2,16 @@
 accelerated clock; the service's clock mirrors it with `--sim-clock`), alerts going through apprise's json:// to a loopback
 HTTP receiver.
 
+- `hydra gateway-sim` as a process, killed (SIGKILL) and started again on its port before the cycle: a disconnected
+  alert, a recovered alert, and the day's cycle runs;
 - a late start catches up the day's cycle; the gateway going down mid-day (a restart: every connection cut, connects
   refused for a while, its orders kept, as IB's servers keep them) gives a `disconnected` alert, its return a `recovered`
   alert, and the day still completes; a heartbeat is printed and everything is in the rotating log file;
 - SIGTERM mid-TWAP stops with exit 0, the working children cancelled, the day marked `stopped`; a restart resumes the
   day and finishes it with no child order sent twice and the journal equal to the gateway's executions.
 """
-import json, os, queue, signal, subprocess, sys, threading, time
-from datetime import datetime, timezone
+import json, os, queue, re, signal, subprocess, sys, threading, time
+from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 import pytest
@@ -82,7 +84,7 @@ class Service:
                 if self.p.poll() is not None and self.lines.empty():
                     raise AssertionError(f"paper-trade exited ({self.p.returncode}) before {needle!r}:\n{''.join(self.out[-20:])}{''.join(self.err[-30:])}")
                 continue
-            if needle in line: return line
+            if line.startswith(needle): return line
         raise AssertionError(f"no {needle!r} within {WAIT} s:\n{''.join(self.out[-20:])}{''.join(self.err[-30:])}")
 
     def term(self) -> int:
@@ -176,3 +178,52 @@ def test_sigterm_mid_twap_then_restart_sends_nothing_twice(rig, tmp_path):
         assert s in ("done", "none")
         if ref: assert sum(q for r, q in fills if (r or "").startswith(ref + ":")) <= qty      # no parent filled beyond its quantity
     assert [t for t in hook.titles() if t.startswith("hydra stopped")] == ["hydra stopped: SIGTERM"] * 2
+
+
+def spawn_gateway(port:int, start:datetime, *extra):
+    "`hydra gateway-sim` as a process; returns it, its port and the wall time its clock read `start`."
+    p = subprocess.Popen([str(HYDRA), "gateway-sim", "--port", str(port), "--seed", "21", "--time-scale", str(SCALE),
+                          "--start", start.strftime("%Y-%m-%dT%H:%M:%S"), *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = p.stdout.readline()
+    wall = time.time()
+    m = re.search(r"listening on [\d.]+:(\d+)", line)
+    if not m:
+        p.kill(); raise AssertionError(f"no banner: {line!r} {p.stderr.read()[-2000:]}")
+    return p, int(m.group(1)), wall
+
+
+@pytest.mark.slow
+def test_gateway_process_killed_and_restarted_before_the_cycle(tmp_path):
+    "`hydra gateway-sim` killed (SIGKILL) and started again on its port: disconnected, then recovered, and the day's cycle runs."
+    hook, procs, gws = Receiver(), [], []
+    try:
+        t0 = datetime(2026, 10, 19, 13, 52, tzinfo=timezone.utc)                 # 08:52 in Chicago; the cycle at 09:00
+        gw, port, w0 = spawn_gateway(0, t0); gws.append(gw)
+        ini = settings_file(tmp_path, port, hook.port)
+        svc = subprocess.Popen([str(HYDRA), "paper-trade", "--settings", str(ini), "--sim-clock", f"{t0.timestamp()!r},{w0!r},{SCALE}"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "HYDRA_STATE_DIR": str(tmp_path / "state")})
+        procs.append(svc)
+        lines = queue.Queue()
+        threading.Thread(target=lambda: [lines.put(l) for l in svc.stdout], daemon=True).start()
+        def expect(needle, timeout=WAIT):
+            end = time.monotonic() + timeout
+            while time.monotonic() < end:
+                try: l = lines.get(timeout=0.5)
+                except queue.Empty: continue
+                if l.startswith(needle): return l
+            raise AssertionError(f"no line starting {needle!r}")
+        assert "| connected |" in expect("heartbeat ")
+        gw.kill(); gw.wait(10)
+        wait_until(lambda: any("down for" in t for t in hook.titles()), "the disconnected alert", 60)
+        later = t0 + (time.time() - w0) * SCALE * timedelta(seconds=1)
+        gw2, _, _ = spawn_gateway(port, later, "--start-order-id", "100000"); gws.append(gw2)      # ids only grow
+        wait_until(lambda: any("back after" in t for t in hook.titles()), "the recovered alert", 60)
+        assert expect("cycle 2026-10-19 done")
+        svc.send_signal(signal.SIGTERM)
+        assert svc.wait(60) == 0
+        t = hook.titles()
+        assert [x.split(" down for")[0] for x in t if "down for" in x] == [f"gateway 127.0.0.1:{port}"] and t[-1] == "hydra stopped: SIGTERM", t
+    finally:
+        for p in procs + gws:
+            if p.poll() is None: p.kill(); p.wait(10)
+        hook.close()
