@@ -31,8 +31,8 @@ ALERT_KINDS = {
     "disconnected":    ("failure", "gateway {where} down for {minutes:.0f} min"),
     "recovered":       ("success", "gateway {where} back after {minutes:.1f} min"),
     "gate_changed":    ("warning", "gate line {key}: {was} -> {now}"),
-    "roll_failed":     ("failure", "roll failed: {symbol}: {reason}"),
-    "roll_hard_stop":  ("failure", "roll hard stop: {symbol}: {reason}"),
+    "roll_failed":     ("failure", "roll failed: {symbol}: {reason}"),        # the runner's roll events, as it emits them
+    "roll_hard_stop":  ("failure", "roll hard stop: {symbol}: {message}"),
 }
 
 class _Blank(dict):

@@ -146,7 +146,7 @@ def on_event(self:Service, kind:str, p:dict):
         self.out(cycle_line(p, att))
     for k, pl in alerts_of_event(kind, p):
         if k == "cycle_failed" and att is not None and att >= self.ss.max_attempts and p.get("failure") in RETRYABLE: k = "retry_exhausted"
-        self.alert(k, str(pl.get("trading_date") or pl.get("symbol") or ""), pl.get("reason", ""), **{**pl, "attempts": att or pl.get("attempts", "?")})
+        self.alert(k, str(pl.get("trading_date") or pl.get("symbol") or ""), pl.get("reason") or pl.get("message") or "", **{**pl, "attempts": att or pl.get("attempts", "?")})
 
 # %% ../nbs/13t_service.ipynb #5cdb7964
 @patch

@@ -37,13 +37,13 @@ def test_apprise_json_reaches_a_local_receiver(receiver, tmp_path):
     async def go():
         assert a.alert("cycle_failed", "2026-12-07", body="ConnectionError: x", trading_date="2026-12-07", attempts=1, failure="no_connection")
         assert not a.alert("cycle_failed", "2026-12-07", trading_date="2026-12-07", attempts=2, failure="no_connection")   # rate-limited
-        assert a.alert("roll_hard_stop", "ZO", symbol="ZO", reason="expiry tomorrow")
+        assert a.alert("roll_hard_stop", "ZO", symbol="ZO", message="ZOZ6 closed, but not rolled")
         await a.drain()
     asyncio.run(go())
     assert [p for p, _ in receiver.got] == ["/hydra", "/hydra"]
     (_, first), (_, second) = receiver.got
     assert first["title"] == "cycle 2026-12-07 failed (attempt 1): no_connection" and first["message"] == "ConnectionError: x"
-    assert first["type"] == "failure" and second["title"] == "roll hard stop: ZO: expiry tomorrow"
+    assert first["type"] == "failure" and second["title"] == "roll hard stop: ZO: ZOZ6 closed, but not rolled"
     assert conn.execute("SELECT kind, sent, error FROM alerts ORDER BY id").fetchall() == [
         ("cycle_failed", 1, ""), ("cycle_failed", 0, "rate-limited"), ("roll_hard_stop", 1, "")]
 
