@@ -25,12 +25,16 @@ log = logging.getLogger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'REVERSAL', 'Scenario', 'rehearsal_days', 'rehearsal_settings', 'plan_drops', 'RehearsalResult', 'rehearse',
-           'summary_lines', 'add_cli_arguments', 'cli_run', 'rehearsal_reports']
+           'rolls_line', 'summary_lines', 'add_cli_arguments', 'cli_run', 'rehearsal_reports']
 
 # %% ../nbs/15_rehearsal.ipynb #75899acd
 from zoneinfo import ZoneInfo
 from .config import SYMBOL_CALENDARS
 from .config import trading_days
+
+# %% ../nbs/15_rehearsal.ipynb #ab30c428
+from datetime import date, time as dtime
+from .config import is_trading_day
 
 # %% ../nbs/15_rehearsal.ipynb #d55f2c4a
 REVERSAL = Regime(phi=-0.7, vol_scale=1.6, name="reversal")
@@ -130,7 +134,8 @@ async def rehearse(sc:Scenario|None=None, state_dir=None, settings:Settings|None
             out = await r.run_days(sc.days, before, after)
         finally:
             bar.close()
-            counts = dict(broker=dict(b.counts), gateway=dict(gw.faults.counts), executions=len(gw.executions()))
+            counts = dict(broker=dict(b.counts), gateway=dict(gw.faults.counts), executions=len(gw.executions()),
+                          positions={p.contract.local_symbol: p.qty for p in gw.ledger.positions.values() if p.qty})   # IB's side at the end
             await r.stop()
     gate = evaluate_gate(d)
     return RehearsalResult(sc, d, out, gate, time.perf_counter() - t0, counts)
@@ -142,6 +147,16 @@ def _bar(sc, progress):
 def _postfix(s:dict) -> str:
     eq = f"equity {s['equity']:,.0f}" if s.get("equity") else ""
     return f"{s['trading_date']} {s['status']} {eq} fills {s.get('fills', 0)} {s.get('trading_state', '')}".strip()
+
+# %% ../nbs/15_rehearsal.ipynb #f714482f
+def rolls_line(state_dir) -> str:
+    "The summary's line on rolls: each month moved into the next, with its contracts, day and outcome."
+    with FillJournal(state_dir) as j:
+        try: rows = j.conn.execute("SELECT trading_date, from_local, to_local, position, kind, status, reason FROM runner_rolls ORDER BY decided_utc").fetchall()
+        except Exception: rows = []                       # no roll table: no roll was ever decided
+    if not rows: return "rolls      none needed (no month held into its roll window)"
+    return "rolls      " + "; ".join(f"{a} -> {b} {p:+d} on {d}" + (" (hard stop)" if k == "hard_stop" else "") + ("" if st == "done" else f" {st.upper()}: {why}")
+                                     for d, a, b, p, k, st, why in rows)
 
 # %% ../nbs/15_rehearsal.ipynb #3595b3a5
 def summary_lines(res:RehearsalResult) -> list[str]:
@@ -166,6 +181,7 @@ def summary_lines(res:RehearsalResult) -> list[str]:
            f"breakers   " + (", ".join(f"{n} tripped {t}" for n, t in trips) if trips else "no trips") + f"; {res.gate['breakers'].evidence if res.gate else ''}",
            f"connection {b.get('drops', 0)} drops ({g.get('resets', 0)} nightly resets, {len(plan_drops(sc))} injected), {b.get('reconnects', 0)} automatic reconnects, {b.get('resynced_fills', 0)} fills recovered by resync",
            f"cycles     {int((cyc.status == 'done').sum())} done" + (", " + ", ".join(f"{v} {k}" for k, v in fail.items()) if len(fail) else "")]
+    out.append(rolls_line(res.state_dir))
     if res.gate is not None: out += ["", *str(res.gate).splitlines()]
     out += ["", f"state      {res.state_dir}", f"inspect    hydra gate --state-dir {res.state_dir}   |   HYDRA_STATE_DIR={res.state_dir} hydra fill-report --reconcile --units ticks"]
     return out
@@ -187,6 +203,15 @@ def _positive(v):
 
 def _switch_day(v): return None if v.strip().lower() == "none" else "auto" if v == "auto" else _int_at_least(0)(v)
 
+def _start_day(v) -> datetime:
+    "A rehearsal's first trading date 'YYYY-MM-DD' -> 08:45 in Chicago that day (the first cycle at 09:00), in UTC."
+    import argparse
+    try: d = date.fromisoformat(v.strip())
+    except ValueError: raise argparse.ArgumentTypeError(f"must be a date YYYY-MM-DD (got {v!r})") from None
+    if not is_trading_day(tuple(SYMBOL_CALENDARS.values()), d):
+        raise argparse.ArgumentTypeError(f"{d} ({d:%A}) is not a trading day of {', '.join(SYMBOL_CALENDARS)}: start on one")
+    return datetime.combine(d, dtime(8, 45), tzinfo=ZoneInfo("America/Chicago")).astimezone(timezone.utc)
+
 def add_cli_arguments(p):
     "Options of `hydra paper-trade`."
     import argparse
@@ -196,6 +221,8 @@ def add_cli_arguments(p):
     p.add_argument("--seed", type=_int_at_least(0), default=Scenario.seed, help=f"with --sim: the market's seed (default {Scenario.seed})")
     p.add_argument("--regime-switch-day", type=_switch_day, default="auto", metavar="D|none",
                    help=f"with --sim: trading day of the regime switch, or none (default {Scenario.regime_switch_day}: week 2; the middle of a shorter run)")
+    p.add_argument("--start", type=_start_day, default=Scenario.start, metavar="DATE",
+                   help=f"with --sim: the first trading date (default {Scenario.start.date()}; 2026-11-02 crosses ZO's December roll)")
     p.add_argument("--disconnects", type=_int_at_least(0), default=Scenario.disconnects, help=f"with --sim: injected connection drops (default {Scenario.disconnects})")
     p.add_argument("--slippage-bias", type=_positive, default=1.0, metavar="X", help="with --sim: the simulator's fill cost times X (default 1)")
     p.add_argument("--time-scale", type=_positive, default=Scenario.time_scale, help=f"with --sim: clock speed while trading (default {Scenario.time_scale:g})")
@@ -222,7 +249,7 @@ def cli_run(a) -> int:
     days = a.days or Scenario.days
     switch = (min(Scenario.regime_switch_day, days//2) if days >= 2 else None) if a.regime_switch_day == "auto" else a.regime_switch_day
     sc = Scenario(days=days, seed=a.seed, regime_switch_day=switch, disconnects=min(a.disconnects, days - 1) if a.disconnects else 0,
-                  slippage_bias=a.slippage_bias, time_scale=a.time_scale)
+                  slippage_bias=a.slippage_bias, time_scale=a.time_scale, start=a.start)
     d = _rehearsal_dir(a)                             # everything logged to d/logs/hydra.log; errors (tracebacks too) on the console
     setup_logging(d, getattr(a, "debug", False), st.service.log_max_mb, st.service.log_backups, console_level=logging.ERROR)
     res = asyncio.run(rehearse(sc, d, st, progress=not a.no_progress))
