@@ -311,6 +311,7 @@ SUBCOMMANDS = {
     "fill-report": ("hydra_nb.reconcile", "add_cli_arguments", "cli_run", "fill journal report; --reconcile for calibration"),
     "report": ("hydra_nb.reports", "add_cli_arguments", "cli_run", "render the daily or weekly papermill report"),
     "gate": ("hydra_nb.gate", "add_cli_arguments", "cli_run", "evaluate the paper-trading gate checklist"),
+    "health": ("hydra_nb.service", "add_health_arguments", "health_cli", "is the paper-trade service alive, connected, ACTIVE? exit 0 healthy, 1 degraded, 2 down"),
 }
 
 def _add_status(p):

@@ -18,10 +18,11 @@ __all__ = ['PAPER_PORTS', 'LIVE_PORTS', 'SECTIONS', 'ENV_OVERRIDES', 'LAST_TRADE
            'EXCHANGE_CALENDARS', 'LIQUID_HOURS', 'SYMBOL_CALENDARS', 'SettingsError', 'UnsafeConfigError',
            'TradingMode', 'PortKind', 'classify_port', 'check_port_safety', 'IBSettings', 'TradingSettings',
            'RiskSettings', 'OrderSettings', 'ScheduleSettings', 'AgentSettings', 'RunnerSettings', 'PathsSettings',
-           'InstrumentSettings', 'instrument_symbol', 'parse_value', 'Settings', 'find_settings_file', 'load_settings',
-           'exchange_year', 'is_exchange_holiday', 'is_trading_day', 'early_close', 'trading_days', 'cycle_horizon',
-           'schedule_problems', 'symbol_calendar', 'business_days_of', 'business_day_shift', 'ContractMonth',
-           'last_trade_date', 'contract_month', 'contract_months', 'trading_month', 'month_of', 'settings_ini']
+           'AlertsSettings', 'ServiceSettings', 'InstrumentSettings', 'instrument_symbol', 'parse_value', 'Settings',
+           'find_settings_file', 'load_settings', 'exchange_year', 'is_exchange_holiday', 'is_trading_day',
+           'early_close', 'trading_days', 'cycle_horizon', 'schedule_problems', 'symbol_calendar', 'business_days_of',
+           'business_day_shift', 'ContractMonth', 'last_trade_date', 'contract_month', 'contract_months',
+           'trading_month', 'month_of', 'settings_ini']
 
 # %% ../nbs/00_config.ipynb #3491ad25
 class SettingsError(ValueError):
@@ -160,10 +161,25 @@ class RunnerSettings:
 class PathsSettings:
     state_dir: Path = _opt(Path("~/.hydra"), doc="SQLite state database and model artifacts")
 
+# %% ../nbs/00_config.ipynb #9500d1b6
+@dataclass(frozen=True)
+class AlertsSettings:
+    urls: str = _opt("", doc="apprise URLs, space separated (mailto://, slack://, tgram://, json://host/path); empty = alerts only logged")
+    disconnect_minutes: float = _opt(5.0, _nonneg, "alert when the gateway connection has been down this long")
+    min_interval_minutes: float = _opt(30.0, _nonneg, "the same kind of alert (and subject) at most once per this interval")
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    heartbeat_minutes: float = _opt(15.0, _pos, "paper-trade prints (and logs) a heartbeat line this often")
+    retry_minutes: float = _opt(5.0, _pos, "wait before a failed cycle is retried (inside its session)")
+    max_attempts: int = _opt(3, _pos, "attempts of one trading date's cycle, the first included")
+    log_max_mb: float = _opt(10.0, _pos, "size of the rotating log file <state_dir>/logs/hydra.log before it rolls")
+    log_backups: int = _opt(10, _nonneg, "rolled log files kept")
+
 # %% ../nbs/00_config.ipynb #be0a7b9a
 SECTIONS = dict(ib=IBSettings, trading=TradingSettings, risk=RiskSettings, orders=OrderSettings,
                 schedule=ScheduleSettings, agent=AgentSettings, runner=RunnerSettings,
-                paths=PathsSettings)
+                paths=PathsSettings, alerts=AlertsSettings, service=ServiceSettings)
 ENV_OVERRIDES = {"IB_GATEWAY_HOST": ("ib", "host"), "IB_GATEWAY_PORT": ("ib", "port"),
                  "HYDRA_TRADING_MODE": ("trading", "mode"), "HYDRA_STATE_DIR": ("paths", "state_dir")}
 
@@ -265,6 +281,8 @@ class Settings:
     agent: AgentSettings = field(default_factory=AgentSettings)
     runner: RunnerSettings = field(default_factory=RunnerSettings)
     paths: PathsSettings = field(default_factory=PathsSettings)
+    alerts: AlertsSettings = field(default_factory=AlertsSettings)
+    service: ServiceSettings = field(default_factory=ServiceSettings)
     sources: Mapping[tuple[str, str], str] = field(default_factory=dict, compare=False)
     settings_file: Path|None = None
     live_confirmed: bool = False

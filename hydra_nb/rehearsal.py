@@ -19,6 +19,7 @@ from .gateway_sim import GatewaySim
 from .broker import BrokerGateway, sim_settings
 from .agent import AgentConfig
 from .runner import PaperTradingRunner
+from .service import run_service, setup_logging
 
 log = logging.getLogger(__name__)
 
@@ -227,6 +228,8 @@ def add_cli_arguments(p):
     p.add_argument("--time-scale", type=_positive, default=Scenario.time_scale, help=f"with --sim: clock speed while trading (default {Scenario.time_scale:g})")
     p.add_argument("--state-dir", type=Path, help="with --sim: an empty or new folder for the rehearsal's state (default: ./rehearsals/<time>-seed<S>)")
     p.add_argument("--once", action="store_true", help="without --sim: run today's cycle now and exit")
+    p.add_argument("--sim-clock", metavar="S,W,X", help="without --sim, paper only: the service's clock mirrors an accelerated `hydra gateway-sim` "
+                   "(simulated POSIX time S at wall time W, X simulated seconds per second); for rehearsing the service, never with a real gateway")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--no-reports", action="store_true", help="with --sim: skip the daily and weekly reports at the end")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -240,8 +243,6 @@ def _rehearsal_dir(a) -> Path:
 def cli_run(a) -> int:
     "`hydra paper-trade`: the runner on the settings' gateway, or with --sim the rehearsal."
     st = load_settings(getattr(a, "settings", None))
-    if not getattr(a, "debug", False):                # ib_async logs every refused (re)connect attempt; we report it once
-        for name in ("ib_async", "hydra_nb.broker", "hydra_nb.gateway_server", "hydra_nb.runner"): logging.getLogger(name).setLevel(logging.CRITICAL)
     if not a.sim:
         if a.days is not None: raise ValueError("--days needs --sim: real time cannot be accelerated")
         return _run_real(st, a)
@@ -249,7 +250,9 @@ def cli_run(a) -> int:
     switch = (min(Scenario.regime_switch_day, days//2) if days >= 2 else None) if a.regime_switch_day == "auto" else a.regime_switch_day
     sc = Scenario(days=days, seed=a.seed, regime_switch_day=switch, disconnects=min(a.disconnects, days - 1) if a.disconnects else 0,
                   slippage_bias=a.slippage_bias, time_scale=a.time_scale, start=a.start)
-    res = asyncio.run(rehearse(sc, _rehearsal_dir(a), st, progress=not a.no_progress))
+    d = _rehearsal_dir(a)                             # everything logged to d/logs/hydra.log; errors (tracebacks too) on the console
+    setup_logging(d, getattr(a, "debug", False), st.service.log_max_mb, st.service.log_backups, console_level=logging.ERROR)
+    res = asyncio.run(rehearse(sc, d, st, progress=not a.no_progress))
     reps = [] if a.no_reports else rehearsal_reports(res)
     if a.json: print(json.dumps(dict(state_dir=str(res.state_dir), wall_seconds=res.wall_seconds, counts=res.counts,
                                      days=len(res.summaries), gate=res.gate.to_dict(),
@@ -270,12 +273,16 @@ def rehearsal_reports(res:RehearsalResult) -> list[tuple]:
     return [(k, d.date(), run_report(k, state_dir=res.state_dir, as_of=d.date(), output=out)) for k, d in [("daily", days.max()), *(("weekly", w) for w in weeks)]]
 
 def _run_real(st, a) -> int:
-    r = PaperTradingRunner(st)
-    async def go():
-        try:
-            if a.once: return await r.run_cycle()           # it connects itself, and records a day it could not
-            await r.run_forever()
-        finally: await r.stop()
-    s = asyncio.run(go())
+    st.check_safety()                                   # before a log file or state directory is made
+    code, s = run_service(st, once=a.once, debug=getattr(a, "debug", False), clock=_mirror_clock(a.sim_clock, st))
     if s is not None: print(json.dumps(s, default=str, indent=1) if a.json else f"{s['trading_date']}: {s['status']} {s.get('failure', '')} {s.get('reason', '')} fills {s.get('fills', 0)}")
     return 0 if s is None or s["status"] == "done" else 1
+
+# %% ../nbs/15_rehearsal.ipynb #8f63cf2d
+def _mirror_clock(spec:str|None, st:Settings):
+    "The accelerated SimClock of `--sim-clock S,W,X` (None without it); refused unless trading paper on a paper port."
+    if not spec: return None
+    try: s, w, x = (float(v) for v in spec.split(","))
+    except ValueError: raise ValueError(f"--sim-clock must be S,W,X (simulated epoch, wall epoch, time scale), got {spec!r}") from None
+    if not st.is_paper: raise ValueError("--sim-clock is for rehearsing against hydra gateway-sim: paper mode and a paper port only")
+    return SimClock(mode="accelerated", start=datetime.fromtimestamp(s + (time.time() - w)*x, timezone.utc), time_scale=x)
