@@ -456,7 +456,7 @@ def record_slice(self:FillJournal, slice_ref:str, time, quantity, arrival_mid, s
 # %% ../nbs/04_journal.ipynb #171ca451
 @patch
 def slice_pairs(self:FillJournal, symbol:str|None=None, since=None, until=None) -> pd.DataFrame:
-    "Fills against their slice's arrival: the `slippage_pairs` columns with the slice's mid, spread, ADV, volatility, prediction and `slice_quantity`."
+    "Fills against their slice's arrival: the `slippage_pairs` columns with the slice's mid, spread, ADV, volatility, prediction, `slice_quantity` and `slice_ref`."
     w, a = _where(symbol, since, until)
     f = _frame(self, f"SELECT exec_id, time_utc, symbol, side, quantity, price, order_ref FROM journal_fills{w} ORDER BY time_utc, rowid", a)
     s = _frame(self, "SELECT s.slice_ref, s.arrival_mid, s.spread, s.adv, s.daily_vol, p.tick_size, p.impact_coefficient, "
@@ -466,7 +466,7 @@ def slice_pairs(self:FillJournal, symbol:str|None=None, since=None, until=None) 
     df = f.merge(s, on="slice_ref", how="inner", sort=False)
     df["actual_slippage"] = np.where(df["side"] == "BUY", 1.0, -1.0) * (df["price"].astype(float) - df["arrival_mid"].astype(float))
     df["participation"] = df["slice_quantity"].astype(float) / df["adv"].astype(float).clip(lower=1.0)
-    return df.drop(columns=["order_ref", "slice_ref"]).reset_index(drop=True)
+    return df.drop(columns=["order_ref"]).reset_index(drop=True)
 
 # %% ../nbs/04_journal.ipynb #9aaf2e0d
 @patch

@@ -21,7 +21,7 @@ from .slippage import UNITS, convert_slippage
 # %% auto #0
 __all__ = ['EXACT_BOOTSTRAP_LIMIT', 'BASES', 'DEFAULT_BUCKETS', 'bootstrap_bias_corr', 'fit_impact_coefficient',
            'ReconciliationReport', 'SlippageReconciler', 'add_cli_arguments', 'fill_summary', 'cli_run', 'CostFit',
-           'fit_execution_cost', 'add_calibrate_arguments', 'calibrate', 'calibrate_cli_run']
+           'fit_execution_cost', 'add_calibrate_arguments', 'calibrate', 'calibrate_cli_run', 'cluster_bias_ci']
 
 # %% ../nbs/05_reconcile.ipynb #6a1fb6ed
 def _pairs_in_units(df:pd.DataFrame, units:str) -> tuple[np.ndarray, np.ndarray]:
@@ -341,10 +341,11 @@ def _cost_design(df:pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
 
 # %% ../nbs/05_reconcile.ipynb #5e561b4b
 def fit_execution_cost(df:pd.DataFrame, groups=None, n_boot:int=1000, ci:float=0.95, rng=None) -> CostFit:
-    "Fit `actual = a*s/2 + k*sigma*sqrt(q/ADV)` over the fills of `df` (slice basis); intervals by resampling `groups` (default: symbol x day)."
+    "Fit `actual = a*s/2 + k*sigma*sqrt(q/ADV)` over the fills of `df` (slice basis); intervals by resampling `groups` (default: the slice, else symbol x day)."
     X, y = _cost_design(df)
     ok = np.isfinite(X).all(1) & np.isfinite(y)
-    if groups is None: groups = df["symbol"].astype(str) + "|" + pd.to_datetime(df["time_utc"]).dt.strftime("%Y-%m-%d") if len(df) else []
+    if groups is None: groups = df["slice_ref"] if "slice_ref" in df else \
+        (df["symbol"].astype(str) + "|" + pd.to_datetime(df["time_utc"]).dt.strftime("%Y-%m-%d") if len(df) else [])
     g = pd.factorize(np.asarray(groups)[ok])[0] if ok.any() else np.zeros(0, int)
     X, y = X[ok], y[ok]
     if len(y) < 3 or np.linalg.matrix_rank(X) < 2: raise ValueError(f"too few fills to fit the execution-cost model ({len(y)}, or no variation in size)")
@@ -408,3 +409,15 @@ def calibrate_cli_run(args) -> int:
     print(f"  impact k      {f['impact_coefficient']:.3g}  [{f['impact_ci'][0]:.3g}, {f['impact_ci'][1]:.3g}]")
     print(f"stored as version {r['stored']['version']}: the next parents are predicted with it" if r["stored"] else "dry run: nothing stored")
     return 0
+
+# %% ../nbs/05_reconcile.ipynb #6692b619
+def cluster_bias_ci(p, a, groups, n_boot:int=1000, ci:float=0.95, rng=None) -> tuple[float, float]:
+    "Percentile interval of mean(a - p) when whole `groups` (slices) are resampled."
+    d = np.asarray(a, dtype=float) - np.asarray(p, dtype=float)
+    g = pd.factorize(np.asarray(groups))[0]
+    G = int(g.max()) + 1 if len(g) else 0
+    if G < 2: return _NAN2
+    sd, sn = np.bincount(g, d, G), np.bincount(g, None, G)
+    w = np.random.default_rng(rng).multinomial(G, np.full(G, 1/G), size=n_boot)
+    b = (w @ sd)/(w @ sn)
+    return tuple(float(x) for x in np.percentile(b, (100*(1 - ci)/2, 100*(1 + ci)/2)))

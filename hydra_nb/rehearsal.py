@@ -23,8 +23,9 @@ from .runner import PaperTradingRunner
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'REVERSAL', 'Scenario', 'rehearsal_days', 'rehearsal_settings', 'plan_drops', 'RehearsalResult', 'rehearse',
-           'summary_lines', 'add_cli_arguments', 'cli_run', 'rehearsal_reports']
+__all__ = ['log', 'REVERSAL', 'SIM_COST_PRIOR', 'Scenario', 'rehearsal_days', 'rehearsal_settings', 'plan_drops',
+           'RehearsalResult', 'rehearse', 'day_size', 'summary_lines', 'add_cli_arguments', 'cli_run',
+           'rehearsal_reports']
 
 # %% ../nbs/15_rehearsal.ipynb #75899acd
 from zoneinfo import ZoneInfo
@@ -51,6 +52,8 @@ class Scenario:
     max_contracts: int = 16
     agent_window: int = 3
     start: datetime = datetime(2026, 10, 19, 13, 45, tzinfo=timezone.utc)   # Monday 08:45 in Chicago: the first cycle is at 09:00
+    order_sizes: tuple|None = (1, 30)        # each day's max_contracts, log-uniform in this range (see day_size); None: max_contracts every day
+    cost_prior: tuple|None = (0.0, 0.0)      # (spread share, k) the slippage model starts with (SIM_COST_PRIOR); None: the settings'
     def __post_init__(self):
         if not (isinstance(self.days, int) and 1 <= self.days <= 260): raise ValueError(f"days must be 1..260 (got {self.days!r})")
         if self.regime_switch_day is not None and not (isinstance(self.regime_switch_day, int) and 1 <= self.regime_switch_day < self.days):
@@ -122,6 +125,7 @@ async def rehearse(sc:Scenario|None=None, state_dir=None, settings:Settings|None
             if kind == "target" and today.get("i") in drops and p.get("quantity"):
                 asyncio.get_running_loop().call_later(drops.pop(today["i"]), gw.faults.drop_all)
         r.listeners.append(on_event)
+        _prepare(sc, r, j)
         def after(i, s):
             bar.update(1); bar.set_postfix_str(_postfix(s), refresh=False)
         try:
@@ -141,6 +145,25 @@ def _bar(sc, progress):
 def _postfix(s:dict) -> str:
     eq = f"equity {s['equity']:,.0f}" if s.get("equity") else ""
     return f"{s['trading_date']} {s['status']} {eq} fills {s.get('fills', 0)} {s.get('trading_state', '')}".strip()
+
+# %% ../nbs/15_rehearsal.ipynb #f9e02771
+SIM_COST_PRIOR = (0.0, 0.0)          # placeholder until the reference fit below; (spread share, k)
+
+def day_size(sc:Scenario, day) -> int:
+    "The runner's max_contracts on trading date `day`: log-uniform in `sc.order_sizes`, from the seed and the date."
+    lo, hi = sc.order_sizes
+    u = np.random.default_rng([sc.seed, 29, day.toordinal()]).random()
+    return max(1, int(round(math.exp(math.log(lo) + u*(math.log(hi) - math.log(lo))))))
+
+def _prepare(sc:Scenario, r:PaperTradingRunner, j:FillJournal):
+    "The scenario's slippage-model prior (version 1 unless one is stored) and its order sizes (set at each cycle's start)."
+    if sc.cost_prior is not None and j.active_slippage_params() is None:
+        j.record_slippage_params(*sc.cost_prior, n_fills=0, note="the rehearsal's prior (SIM_COST_PRIOR)", time=sc.start)
+    if sc.order_sizes is None: return
+    def sizes(kind, p):
+        if kind == "cycle_start":
+            r.settings = r.settings.replace("runner", max_contracts=day_size(sc, datetime.fromisoformat(p["trading_date"]).date()))
+    r.listeners.insert(0, sizes)
 
 # %% ../nbs/15_rehearsal.ipynb #3595b3a5
 def summary_lines(res:RehearsalResult) -> list[str]:
