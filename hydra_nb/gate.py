@@ -19,12 +19,16 @@ from .reconcile import SlippageReconciler
 
 # %% auto #0
 __all__ = ['OPERATED', 'LOSS_BREAKERS', 'GATE_LINES', 'GateCheck', 'GateReport', 'check_days', 'check_calibration',
-           'check_self_healing', 'check_errors', 'check_breakers', 'check_reconnect', 'evaluate_gate',
-           'add_cli_arguments', 'cli_run']
+           'split_period', 'judge_calibration', 'check_self_healing', 'check_errors', 'check_breakers',
+           'check_reconnect', 'evaluate_gate', 'add_cli_arguments', 'cli_run']
 
 # %% ../nbs/14_gate.ipynb #e768bf43
 from .config import SYMBOL_CALENDARS
 from .config import exchange_year
+
+# %% ../nbs/14_gate.ipynb #57a93a83
+from dataclasses import replace
+from .reconcile import cluster_bias_ci, fit_execution_cost
 
 # %% ../nbs/14_gate.ipynb #4f5b3501
 @dataclass(frozen=True)
@@ -92,7 +96,7 @@ def check_days(cyc:pd.DataFrame, need:int=28, calendars=None) -> GateCheck:
     return GateCheck("days", "days of continuous operation", best >= need, ev, f">= {need}", float(best))
 
 # %% ../nbs/14_gate.ipynb #0a650c5e
-def check_calibration(rep, min_fills:int=30, max_bias:float=0.5, min_corr:float=0.3, parent=None) -> GateCheck:
+def check_calibration(rep, min_fills:int=30, max_bias:float=0.5, min_corr:float=0.3, parent=None, fit=None, cut=None) -> GateCheck:
     t = f"n >= {min_fills}, |bias| < {max_bias:g} ticks with its {rep.ci_level:.0%} interval inside, correlation > {min_corr:g}"
     if rep.n < min_fills:
         return GateCheck("calibrated", "slippage model calibrated", False, f"not enough fills to judge ({rep.n} of {min_fills})", t, None)
@@ -101,8 +105,46 @@ def check_calibration(rep, min_fills:int=30, max_bias:float=0.5, min_corr:float=
     ev = (f"bias {rep.bias:+.3f} ticks [{lo:+.3f}, {hi:+.3f}], correlation {rep.correlation:.3f} [{clo:.3f}, {chi:.3f}], "
           f"k fitted {rep.impact_coefficient:.3g} vs {rep.model_impact_coefficient:.3g} configured, n = {rep.n} fills against their slice's arrival")
     if parent is not None and parent.n: ev += f"; against the parent's arrival (drift included) bias {parent.bias:+.3f} ticks"
+    ev += _oos_evidence(fit, cut)
     ok = abs(rep.bias) < max_bias and -max_bias < lo and hi < max_bias and rep.correlation > min_corr
     return GateCheck("calibrated", "slippage model calibrated", bool(ok), ev, t, float(rep.bias))
+
+# %% ../nbs/14_gate.ipynb #54686f1b
+def _oos_evidence(fit, cut) -> str:
+    "What the judged half is, and what a fit on the first half finds (the evidence of the out-of-sample calibration line)."
+    if cut is None: return ""
+    s = f"; judged on the fills from {cut} on (the second half), with the predictions their parameters made"
+    if fit is not None:
+        s += (f"; a fit on the first half finds spread share {fit.spread_share:.2f} [{fit.spread_share_ci[0]:.2f}, {fit.spread_share_ci[1]:.2f}], "
+              f"k {fit.impact_coefficient:.2f} [{fit.impact_ci[0]:.2f}, {fit.impact_ci[1]:.2f}]")
+    return s
+
+# %% ../nbs/14_gate.ipynb #635c159a
+def split_period(pairs:pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, date|None]:
+    "(first half, second half, first date of the second half) of the fills' trading dates (UTC dates of their times)."
+    if not len(pairs): return pairs, pairs, None
+    d = pd.to_datetime(pairs["time_utc"]).dt.date
+    days = sorted(d.unique())
+    if len(days) < 2: return pairs.iloc[:0], pairs, days[0]
+    cut = days[len(days)//2]
+    return pairs[d < cut], pairs[d >= cut], cut
+
+def judge_calibration(j:FillJournal, min_fills:int=30, n_boot:int=1000) -> tuple:
+    "(report on the second half in ticks with a by-slice bias interval, fit on the first half or None, split date)."
+    pairs = j.slice_pairs()
+    first, second, cut = split_period(pairs)
+    rc = SlippageReconciler(second.assign(quantity=second["slice_quantity"]), units="ticks", n_boot=n_boot, min_fills=min_fills)
+    rep = rc.report_from_frame(rc.pairs())
+    if rep.sufficient:
+        t = second["tick_size"].to_numpy(dtype=float)
+        ci = cluster_bias_ci(second["predicted_slippage"].to_numpy(dtype=float)/t, second["actual_slippage"].to_numpy(dtype=float)/t,
+                             second["slice_ref"], n_boot, rep.ci_level, rng=0)
+        rep = replace(rep, bias_ci=ci)
+    fit = None
+    if len(first) >= min_fills:
+        try: fit = fit_execution_cost(first.assign(quantity=first["slice_quantity"]), n_boot=n_boot, rng=0)
+        except ValueError: fit = None
+    return rep, fit, cut
 
 # %% ../nbs/14_gate.ipynb #aa77a1b2
 def check_self_healing(conn) -> GateCheck:
@@ -175,9 +217,9 @@ def evaluate_gate(state_dir, min_days:int=28, min_fills:int=30) -> GateReport:
         return GateReport([GateCheck(k, c, False, why, t) for k, c, t in GATE_LINES], str(d))
     with FillJournal(d) as j:
         conn, cyc = j.conn, _cycles(j.conn)
-        rep = SlippageReconciler(j, units="ticks", n_boot=1000, min_fills=min_fills, basis="slice").reconcile()
-        par = SlippageReconciler(j, units="ticks", n_boot=0, min_fills=min_fills).reconcile()
-        checks = [check_days(cyc, min_days), check_calibration(rep, min_fills, parent=par), check_self_healing(conn),
+        rep, fit, cut = judge_calibration(j, min_fills)
+        par = SlippageReconciler(j, units="ticks", n_boot=0, min_fills=min_fills).reconcile(since=cut)
+        checks = [check_days(cyc, min_days), check_calibration(rep, min_fills, parent=par, fit=fit, cut=cut), check_self_healing(conn),
                   check_errors(conn, cyc), check_breakers(cyc), check_reconnect(conn)]
     return GateReport(checks, str(d))
 
