@@ -45,14 +45,16 @@ class Scenario:
     nightly_reset: str|None = "05:00"        # the gateway restarts daily at this (simulated UTC) time; None: never
     slippage_bias: float = 1.0               # the simulator's taker cost times this (1 = the market as is)
     time_scale: float = 600.0                # simulated seconds per wall second while a cycle trades
-    initial_cash: float = 1_000_000.0
+    initial_cash: float = 3_000_000.0
     max_position: float = 1.0
     max_daily_loss: float = -0.015
     max_drawdown: float = -0.10
     max_contracts: int = 16
     agent_window: int = 3
     start: datetime = datetime(2026, 10, 19, 13, 45, tzinfo=timezone.utc)   # Monday 08:45 in Chicago: the first cycle is at 09:00
-    order_sizes: tuple|None = (1, 30)        # each day's max_contracts, log-uniform in this range (see day_size); None: max_contracts every day
+    order_sizes: tuple|None = (1, 120)       # each day's max_contracts, log-uniform in this range (see day_size); None: max_contracts every day
+    max_order_quantity: int = 120            # the account's per-order limits ([risk]): large enough for the largest targets
+    max_order_notional: float = 2_000_000.0
     cost_prior: tuple|None = (0.0, 0.0)      # (spread share, k) the slippage model starts with (SIM_COST_PRIOR); None: the settings'
     def __post_init__(self):
         if not (isinstance(self.days, int) and 1 <= self.days <= 260): raise ValueError(f"days must be 1..260 (got {self.days!r})")
@@ -75,6 +77,7 @@ def rehearsal_settings(sc:Scenario, state_dir, settings:Settings|None=None) -> S
     st = settings if settings is not None else load_settings()
     st = st.replace("paths", state_dir=Path(state_dir)).replace("trading", mode="paper")
     st = st.replace("risk", max_position=sc.max_position, max_daily_loss=sc.max_daily_loss, max_drawdown=sc.max_drawdown)
+    st = st.replace("risk", max_order_quantity=sc.max_order_quantity, max_order_notional=sc.max_order_notional)
     st = st.replace("runner", max_contracts=sc.max_contracts)
     return st
 
