@@ -383,7 +383,7 @@ def calibrate(j:FillJournal, since=None, until=None, min_fills:int=30, n_boot:in
     out["fit"] = f.to_dict()
     if store:
         out["stored"] = j.record_slippage_params(f.spread_share, f.impact_coefficient, f.n, f.spread_share_ci, f.impact_ci,
-                                                 df["time_utc"].min(), df["time_utc"].max(), "slice", note or f"hydra calibrate ({f.n_groups} parents)")
+                                                 df["time_utc"].min(), df["time_utc"].max(), "slice", note or f"hydra calibrate ({f.n_groups} slices)")
     return out
 
 # %% ../nbs/05_reconcile.ipynb #0ff59ac0
@@ -404,7 +404,7 @@ def calibrate_cli_run(args) -> int:
     print(f"hydra calibrate   database: {db}\nparameters in force: {used}")
     if not r["fit"]: print(r["message"]); return 1
     f = r["fit"]
-    print(f"fit on {f['n']} fills in {f['n_groups']} parents (each fill against its slice's arrival, in ticks), {int(f['ci_level']*100)}% intervals:")
+    print(f"fit on {f['n']} fills in {f['n_groups']} slices (each fill against its slice's arrival, in ticks), {int(f['ci_level']*100)}% intervals:")
     print(f"  spread share  {f['spread_share']:.3g}  [{f['spread_share_ci'][0]:.3g}, {f['spread_share_ci'][1]:.3g}]" + ("  (clipped to its range)" if f["clipped"] else ""))
     print(f"  impact k      {f['impact_coefficient']:.3g}  [{f['impact_ci'][0]:.3g}, {f['impact_ci'][1]:.3g}]")
     print(f"stored as version {r['stored']['version']}: the next parents are predicted with it" if r["stored"] else "dry run: nothing stored")
