@@ -150,7 +150,7 @@ def _postfix(s:dict) -> str:
     return f"{s['trading_date']} {s['status']} {eq} fills {s.get('fills', 0)} {s.get('trading_state', '')}".strip()
 
 # %% ../nbs/15_rehearsal.ipynb #f9e02771
-SIM_COST_PRIOR = Scenario.cost_prior  # (spread share, k): hydra calibrate on the pooled fills of reference rehearsals (seeds 7 and 8, multiplier 1)
+SIM_COST_PRIOR = Scenario.cost_prior  # (spread share, k): fitted on the pooled fills of reference rehearsals (seeds 7-9, multiplier 1)
 
 def day_size(sc:Scenario, day) -> int:
     "The runner's max_contracts on trading date `day`: log-uniform in `sc.order_sizes`, from the seed and the date."
