@@ -7,8 +7,8 @@ orders divided by X). The slippage model the rehearsal predicts with is the same
 fitted on this market at X = 1 on seed 7, which the study does not use), so at X = 1 it is right and at 0.4 and 2.5 it
 is wrong. The criterion: the calibration line PASSes at X = 1 in at least 4 of 5 seeds and FAILs at 0.4 and 2.5 in 5 of 5.
 
-Prints one row per run (the line's verdict, the second half's bias in ticks with its by-slice interval, correlation,
-fills judged, what a fit on the first half finds) and the verdict counts, and with --out writes the same table to a file.
+Prints one row per run (the line's verdict, the second half's bias in ticks over orders with its bootstrap interval, correlation,
+orders judged, mean predicted and actual cost per contract, what a fit on the first half finds) and the verdict counts, and with --out writes the same table to a file.
 
   nice -n 10 .venv/bin/python bench/bench_calibration.py [--seeds 1 2 3 4 5] [--mult 0.4 1.0 2.5] [--jobs 1] [--out FILE]
 """
@@ -45,7 +45,7 @@ def main():
     base = Path(tempfile.mkdtemp(prefix="bench-calibration-"))
     runs = [(s, m) for m in a.mult for s in a.seeds]
     lines = [f"discrimination study: {len(a.seeds)} seeds x fill-cost multipliers {a.mult}, 28 trading days each; state under {base}",
-             f"{'X':>4} {'seed':>4}  {'line':<4}  {'n':>4}  {'bias ticks [95% by slice]':<28} {'corr':>6}  {'pred':>5} {'act':>5}  {'1st-half fit (a, k)':<19} {'wall':>5}"]
+             f"{'X':>4} {'seed':>4}  {'line':<4}  {'n':>4}  {'bias ticks [95%, by order]':<28} {'corr':>6}  {'pred':>5} {'act':>5}  {'1st-half fit (a, k)':<19} {'wall':>5}"]
     print(*lines, sep="\n", flush=True)
     rows = []
     with ThreadPoolExecutor(max(1, a.jobs)) as ex:

@@ -108,7 +108,15 @@ def check_calibration(rep, min_fills:int=30, max_bias:float=0.5, min_corr:float=
     if parent is not None and parent.n: ev += f"; against the parent's arrival (drift included) bias {parent.bias:+.3f} ticks"
     ev += _oos_evidence(fit, cut)
     ok = abs(rep.bias) < max_bias and -max_bias < lo and hi < max_bias and rep.correlation > min_corr
+    if not ok: ev = f"{_why_not(rep, lo, hi, max_bias, min_corr)}: {ev}"
     return GateCheck("calibrated", "slippage model calibrated", bool(ok), ev, t, float(rep.bias))
+
+# %% ../nbs/14_gate.ipynb #73092f07
+def _why_not(rep, lo, hi, max_bias, min_corr) -> str:
+    "Which way a calibration line fails: a bias shown (its interval excludes 0), or not enough evidence either way."
+    if lo > 0 or hi < 0: return f"biased: the model is too {'cheap' if lo > 0 else 'dear'} (the interval excludes 0)"
+    if not (-max_bias < lo and hi < max_bias): return f"inconclusive: no bias shown, but the interval reaches past +-{max_bias:g} (too few or too noisy orders)"
+    return f"uninformative: unbiased, but correlation {rep.correlation:.2f} <= {min_corr:g}"
 
 # %% ../nbs/14_gate.ipynb #54686f1b
 def _oos_evidence(fit, cut) -> str:
