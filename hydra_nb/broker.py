@@ -14,15 +14,15 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import numpy as np
 from fastcore.basics import patch
 from ib_async import IB, Contract, ExecutionFilter, Future, LimitOrder
-from .config import PortKind, Settings, check_port_safety, classify_port, load_settings
+from .config import PortKind, Settings, check_port_safety, classify_port, load_settings, month_of, ContractMonth, InstrumentSettings
 from .core import ensure_schema, parent_ref_of, to_utc_iso, transaction, utcnow
 from .journal import FillJournal, FillRecord, risk_decision_row
 
 # %% auto #0
 __all__ = ['log', 'DONE_STATES', 'FARM_CODES', 'ORDER_OVER_CODES', 'MD_TYPE_NAMES', 'MD_REFUSED', 'MD_FALLBACK', 'MD_CODES',
            'BrokerError', 'NotConnected', 'TradingSession', 'QualifiedContract', 'MarketSnapshot', 'AccountState',
-           'ChildOrder', 'WriteBehindRecorder', 'BrokerGateway', 'sim_settings', 'front_month', 'instrument_query',
-           'one_product', 'bar_stats', 'md_type_name']
+           'ChildOrder', 'WriteBehindRecorder', 'BrokerGateway', 'sim_settings', 'detail_month', 'front_month',
+           'instrument_query', 'one_product', 'bar_stats', 'md_type_name']
 
 # %% ../nbs/08_broker.ipynb #8f83259d
 log = logging.getLogger("hydra_nb.broker")
@@ -99,6 +99,7 @@ class QualifiedContract:
     multiplier: float
     session: TradingSession
     price_magnifier: float = 1.0          # IB's ContractDetails.priceMagnifier: money = price / price_magnifier x multiplier
+    month: ContractMonth|None = None      # its expiry and roll dates (IB's last trade date, the symbol's roll rule)
     @property
     def con_id(self) -> int: return self.contract.conId
     @property
@@ -137,6 +138,10 @@ class AccountState:
     positions: dict                       # conId -> contracts (signed)
     market_values: dict                   # conId -> signed market value
     time: datetime
+    contracts: dict = field(default_factory=dict)   # conId -> the ib_async Contract of each position (symbol, localSymbol, expiry)
+    def symbol_positions(self, symbol:str) -> dict:
+        "conId -> contracts of every month of `symbol` held."
+        return {k: v for k, v in self.positions.items() if getattr(self.contracts.get(k), "symbol", None) == symbol}
     @property
     def daily_pnl(self) -> float:
         "Today's P&L in account currency (what `OrderContext.daily_pnl` takes; the breaker divides by the day's start)."
@@ -285,7 +290,7 @@ class BrokerGateway:
         self.recorder = WriteBehindRecorder(journal)
         self._tz = ZoneInfo(s.schedule.timezone)
         self._wired, self._safe, self._down_since = False, False, None
-        self._resync_lock, self._nav, self._pos, self._mv = asyncio.Lock(), None, {}, {}
+        self._resync_lock, self._nav, self._pos, self._mv, self._pos_con = asyncio.Lock(), None, {}, {}, {}
         self._unjournaled: dict = {}                      # execId -> Fill whose journal write failed (retried)
         self._mem_state, self._marks = {}, None           # broker state without a journal; [day, sod, peak] cache
         self._md_errors, self._hist_errors, self._md_delayed, self._md_types, self._mdt_sent = {}, {}, set(), {}, 1   # market data permissions
@@ -446,7 +451,7 @@ def _on_account_value(self:BrokerGateway, v):
 def _on_position(self:BrokerGateway, p):
     if self.settings.ib.account and p.account != self.settings.ib.account: return
     k = p.contract.conId
-    if p.position: self._pos[k] = float(p.position); self._mv.setdefault(k, float(p.position) * float(p.avgCost))
+    if p.position: self._pos[k] = float(p.position); self._mv.setdefault(k, float(p.position) * float(p.avgCost)); self._pos_con[k] = p.contract
     else: self._pos.pop(k, None); self._mv.pop(k, None)
 
 @patch
@@ -650,13 +655,16 @@ async def _safe_resync(self:BrokerGateway, why:str, reconnected:bool=False):
         if self.ib.isConnected(): self.ib.disconnect()
 
 # %% ../nbs/08_broker.ipynb #0b8a171e
-def front_month(details:list, today:date, roll_days:int=5):
-    "The contract details of the month to trade on `today`: the nearest expiry more than `roll_days` days away."
+def detail_month(d, spec:InstrumentSettings|None=None) -> ContractMonth:
+    "The `ContractMonth` of IB contract details `d` (IB's last trade date, the symbol's roll rule)."
+    c = d.contract
+    ltd = datetime.strptime(c.lastTradeDateOrContractMonth[:8], "%Y%m%d").date()
+    return month_of(c.symbol, (getattr(d, "contractMonth", "") or c.lastTradeDateOrContractMonth)[:6], ltd, spec)
+
+def front_month(details:list, today:date, spec:InstrumentSettings|None=None):
+    "The contract details of the month to trade on `today`: the nearest one not yet in its roll window."
     futs = sorted((d for d in details if d.contract.secType == "FUT"), key=lambda d: d.contract.lastTradeDateOrContractMonth)
-    for d in futs:
-        exp = datetime.strptime(d.contract.lastTradeDateOrContractMonth[:8], "%Y%m%d").date()
-        if (exp - today).days > roll_days: return d
-    return None
+    return next((d for d in futs if not detail_month(d, spec).in_roll_window(today)), None)
 
 # %% ../nbs/08_broker.ipynb #978991a4
 def instrument_query(symbol:str, spec) -> Future:
@@ -685,13 +693,15 @@ def _asked(q) -> str:
 
 @patch
 async def qualify(self:BrokerGateway, what) -> QualifiedContract:
-    "A symbol ('ZO'), a CONTFUT or a month's contract -> the `QualifiedContract` to trade today."
+    "A symbol ('ZO'), a CONTFUT, a month's contract or conId -> the `QualifiedContract` to trade today."
     if isinstance(what, QualifiedContract): return what
     today = self.now().date()
     if isinstance(what, str):
         sym = what.strip().upper()
         if not sym: raise ValueError("symbol must be a non-empty string")
         query = instrument_query(sym, self.settings.instrument(sym))
+    elif isinstance(what, int) and not isinstance(what, bool) and what > 0:        # a month's conId (a roll resumed after a restart)
+        sym, query = "", Future(conId=what)
     elif isinstance(what, Contract):
         sym = what.symbol
         query = Future(conId=what.conId, exchange=what.exchange) if what.secType == "FUT" and what.conId else Future(symbol=sym, exchange=what.exchange)
@@ -701,17 +711,20 @@ async def qualify(self:BrokerGateway, what) -> QualifiedContract:
     if not self.ib.isConnected(): raise NotConnected(f"cannot qualify {sym or query.conId}: not connected")
     self._secdef_error = None
     details = await asyncio.wait_for(self.ib.reqContractDetailsAsync(query), self.settings.ib.request_timeout)
-    d = details[0] if query.conId and details else front_month(one_product(details, sym), today, self.roll_days)
+    spec = self.settings.instrument(sym) if sym else None
+    d = details[0] if query.conId and details else front_month(one_product(details, sym), today, spec)
     if d is None:
         raise BrokerError(f"unknown symbol {sym or query.conId!r}: IB lists no futures month for it"
                           + (f" ({_asked(query)}; IB error 200: {self._secdef_error})" if not details else
-                             f" expiring more than {self.roll_days} days after {today}"))
+                             f" outside its roll window on {today} ({(spec or InstrumentSettings()).settlement}-settled, roll {(spec or InstrumentSettings()).roll_days} business days before "
+                             f"{'first notice' if (spec or InstrumentSettings()).settlement == 'physical' else 'the last trade date'})"))
     c = d.contract
     qc = QualifiedContract(Future(conId=c.conId, symbol=c.symbol, exchange=c.exchange, currency=c.currency,
                                   lastTradeDateOrContractMonth=c.lastTradeDateOrContractMonth, multiplier=c.multiplier,
                                   localSymbol=c.localSymbol, tradingClass=c.tradingClass),
                            c.symbol, c.localSymbol, c.lastTradeDateOrContractMonth, float(d.minTick), float(c.multiplier or 1),
-                           TradingSession.from_ib(d.liquidHours or d.tradingHours, d.timeZoneId), float(d.priceMagnifier or 1))
+                           TradingSession.from_ib(d.liquidHours or d.tradingHours, d.timeZoneId), float(d.priceMagnifier or 1),
+                           detail_month(d, self.settings.instrument(c.symbol)) if c.lastTradeDateOrContractMonth[:8].isdigit() else None)
     self._qualified[key] = qc
     return qc
 
@@ -874,7 +887,21 @@ def account(self:BrokerGateway) -> AccountState:
         except (IndexError, ValueError): raise BrokerError("IB has sent no NetLiquidation for the account yet") from None
     if not (math.isfinite(eq) and eq > 0): raise BrokerError(f"account equity (NetLiquidation) is {eq!r}: cannot size risk")
     sod, peak = self._equity_marks(eq)
-    return AccountState(eq, sod, peak, dict(self._pos), {k: v for k, v in self._mv.items() if k in self._pos}, self.now())
+    return AccountState(eq, sod, peak, dict(self._pos), {k: v for k, v in self._mv.items() if k in self._pos}, self.now(),
+                        {k: c for k, c in self._pos_con.items() if k in self._pos})
+
+# %% ../nbs/08_broker.ipynb #d5785d3c
+@patch
+async def refresh_positions(self:BrokerGateway) -> dict:
+    "Ask IB for all positions now (a round trip); replace the streamed ones; conId -> contracts."
+    if not self.ib.isConnected(): raise NotConnected("cannot refresh positions: not connected")
+    ps = await asyncio.wait_for(self.ib.reqPositionsAsync(), self.settings.ib.request_timeout)
+    acct = self.settings.ib.account
+    ps = [p for p in ps if p.position and (not acct or p.account == acct)]
+    self._pos = {p.contract.conId: float(p.position) for p in ps}
+    self._pos_con.update({p.contract.conId: p.contract for p in ps})
+    for k in [k for k in self._mv if k not in self._pos]: self._mv.pop(k)
+    return dict(self._pos)
 
 # %% ../nbs/08_broker.ipynb #3b2ada4e
 class _OrderPort:

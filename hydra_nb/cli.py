@@ -13,8 +13,12 @@ from .core import StateDBError
 
 # %% auto #0
 __all__ = ['REFERENCE_CONTRACTS', 'NOMINAL_EQUITY', 'SUBCOMMANDS', 'settings_from_args', 'status', 'schedule_warnings',
-           'contract_limits', 'sizing_warnings', 'risk_status', 'kill', 'resume', 'last_market_data', 'smoke_test',
-           'smoke_cli', 'build_parser', 'main']
+           'contract_limits', 'sizing_warnings', 'risk_status', 'kill', 'resume', 'last_market_data', 'contract_status',
+           'smoke_test', 'smoke_cli', 'build_parser', 'main']
+
+# %% ../nbs/90_cli.ipynb #ba4c7558
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
 
 # %% ../nbs/90_cli.ipynb #0c74784e
 def _common() -> argparse.ArgumentParser:
@@ -35,11 +39,12 @@ def status(args) -> int:
     except UnsafeConfigError as e: kind, err = None, e
     risk, warn = risk_status(s), schedule_warnings(s)
     sizing = sizing_warnings(s, getattr(args, "equity", None))
+    contracts, failed = contract_status(s), _last_months(s)[1]
     if getattr(args, "json", False):
         print(json.dumps(dict(risk=risk, settings_file=str(s.settings_file) if s.settings_file else None,
                               mode=s.trading.mode.value, port_kind=kind.value if kind else None,
                               state_dir=str(s.state_dir), live_confirmed=s.live_confirmed, error=str(err) if err else None, schedule_warnings=warn,
-                              sizing_warnings=sizing,
+                              sizing_warnings=sizing, contracts=contracts, failed_rolls=failed,
                               settings=[dict(section=a, key=b, value=c, source=d) for a, b, c, d in s.rows()]), indent=1))
     elif getattr(args, "write_ini", False): print(settings_ini(s))
     else:
@@ -59,6 +64,12 @@ def status(args) -> int:
             print()
         md = last_market_data(s)
         if md: print(f"  market data   : {md}   ([ib] market_data_type = {s.ib.market_data_type})\n")
+        for r in contracts:
+            due = f"first notice {r['first_notice']}, hard stop {r['hard_stop']}" if r["first_notice"] else "cash-settled"
+            print(f"  {r['symbol']:<4} trades {r['trades']}  (last trade {r['last_trade']}, {due}); next roll {r['next_roll']}"
+                  + (f"; last cycle held {r['last_held']}" if r["last_held"] else ""))
+        for f in failed: print(f"  roll FAILED   : {f}")
+        print()
     if not getattr(args, "json", False):
         for w in warn: print(f"WARNING: schedule: {w}", file=sys.stderr)
         for w in sizing: print(f"WARNING: sizing: {w}", file=sys.stderr)
@@ -179,6 +190,35 @@ def last_market_data(s:Settings) -> str|None:
     per = ", ".join(f"{k} {v}" for k, v in sm.get("market_data", {}).items())
     return f"{r[0]}: {sm.get('market_data_type') or 'not seen'}" + (f" ({per})" if per else "")
 
+# %% ../nbs/90_cli.ipynb #fe919a0b
+def _last_months(s:Settings) -> tuple[dict, list]:
+    "(symbol -> month the last cycle traded, rolls that failed and were not done since), from the state database."
+    import sqlite3
+    p = s.state_dir/"hydra.db"
+    if not p.exists(): return {}, []
+    c = sqlite3.connect(f"file:{p}?mode=ro", uri=True)
+    try:
+        r = c.execute("SELECT summary FROM runner_cycles ORDER BY trading_date DESC LIMIT 1").fetchone()
+        try: bad = c.execute("SELECT roll_ref, reason FROM runner_rolls r WHERE status = 'failed' AND NOT EXISTS (SELECT 1 FROM runner_rolls d "
+                             "WHERE d.from_con_id = r.from_con_id AND d.status = 'done' AND d.trading_date >= r.trading_date)").fetchall()
+        except sqlite3.Error: bad = []
+    except sqlite3.Error: return {}, []
+    finally: c.close()
+    return (json.loads(r[0]).get("months", {}) if r else {}), [f"{a}: {b}" for a, b in bad]
+
+def contract_status(s:Settings, today:date|None=None) -> list[dict]:
+    "Per traded symbol: the month to trade today, its LTD, FND (physical), roll date and hard stop, and the month the last cycle held."
+    from hydra_nb.config import trading_month
+    today = today or datetime.now(ZoneInfo(s.schedule.timezone)).date()
+    held, _ = _last_months(s)
+    out = []
+    for sym in (x.upper() for x in s.trading.symbols):
+        spec = s.instrument(sym); m = trading_month(sym, today, spec)
+        out.append(dict(symbol=sym, settlement=spec.settlement, trades=m.local_symbol, last_trade=str(m.last_trade),
+                        first_notice=str(m.first_notice) if m.first_notice else None, next_roll=str(m.roll_date),
+                        hard_stop=str(m.hard_stop) if m.hard_stop else None, last_held=held.get(sym)))
+    return out
+
 # %% ../nbs/90_cli.ipynb #4168802f
 async def smoke_test(s:Settings, symbol:str="ZO", client_id:int|None=None, clock=None, out=print) -> list[tuple]:
     "Run the connectivity check (as the CLI client id unless told: a running runner holds the trading one); returns [(step, ok, milliseconds, detail)]. Stops at the first failed step."
@@ -271,6 +311,7 @@ SUBCOMMANDS = {
     "fill-report": ("hydra_nb.reconcile", "add_cli_arguments", "cli_run", "fill journal report; --reconcile for calibration"),
     "report": ("hydra_nb.reports", "add_cli_arguments", "cli_run", "render the daily or weekly papermill report"),
     "gate": ("hydra_nb.gate", "add_cli_arguments", "cli_run", "evaluate the paper-trading gate checklist"),
+    "health": ("hydra_nb.service", "add_health_arguments", "health_cli", "is the paper-trade service alive, connected, ACTIVE? exit 0 healthy, 1 degraded, 2 down"),
 }
 
 def _add_status(p):

@@ -14,13 +14,15 @@ from typing import Any, Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 # %% auto #0
-__all__ = ['PAPER_PORTS', 'LIVE_PORTS', 'SECTIONS', 'ENV_OVERRIDES', 'DEFAULT_INSTRUMENT_SETTINGS', 'EXCHANGE_CALENDARS',
-           'LIQUID_HOURS', 'SYMBOL_CALENDARS', 'SettingsError', 'UnsafeConfigError', 'TradingMode', 'PortKind',
-           'classify_port', 'check_port_safety', 'IBSettings', 'TradingSettings', 'RiskSettings', 'OrderSettings',
-           'ScheduleSettings', 'AgentSettings', 'RunnerSettings', 'PathsSettings', 'InstrumentSettings',
-           'instrument_symbol', 'parse_value', 'Settings', 'find_settings_file', 'load_settings', 'exchange_year',
-           'is_exchange_holiday', 'is_trading_day', 'early_close', 'trading_days', 'cycle_horizon', 'schedule_problems',
-           'settings_ini']
+__all__ = ['PAPER_PORTS', 'LIVE_PORTS', 'SECTIONS', 'ENV_OVERRIDES', 'LAST_TRADE_RULES', 'DEFAULT_INSTRUMENT_SETTINGS',
+           'EXCHANGE_CALENDARS', 'LIQUID_HOURS', 'SYMBOL_CALENDARS', 'SettingsError', 'UnsafeConfigError',
+           'TradingMode', 'PortKind', 'classify_port', 'check_port_safety', 'IBSettings', 'TradingSettings',
+           'RiskSettings', 'OrderSettings', 'ScheduleSettings', 'AgentSettings', 'RunnerSettings', 'PathsSettings',
+           'AlertsSettings', 'ServiceSettings', 'InstrumentSettings', 'instrument_symbol', 'parse_value', 'Settings',
+           'find_settings_file', 'load_settings', 'exchange_year', 'is_exchange_holiday', 'is_trading_day',
+           'early_close', 'trading_days', 'cycle_horizon', 'schedule_problems', 'symbol_calendar', 'business_days_of',
+           'business_day_shift', 'ContractMonth', 'last_trade_date', 'contract_month', 'contract_months',
+           'trading_month', 'month_of', 'settings_ini']
 
 # %% ../nbs/00_config.ipynb #3491ad25
 class SettingsError(ValueError):
@@ -159,10 +161,25 @@ class RunnerSettings:
 class PathsSettings:
     state_dir: Path = _opt(Path("~/.hydra"), doc="SQLite state database and model artifacts")
 
+# %% ../nbs/00_config.ipynb #9500d1b6
+@dataclass(frozen=True)
+class AlertsSettings:
+    urls: str = _opt("", doc="apprise URLs, space separated (mailto://, slack://, tgram://, json://host/path); empty = alerts only logged")
+    disconnect_minutes: float = _opt(5.0, _nonneg, "alert when the gateway connection has been down this long")
+    min_interval_minutes: float = _opt(30.0, _nonneg, "the same kind of alert (and subject) at most once per this interval")
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    heartbeat_minutes: float = _opt(15.0, _pos, "paper-trade prints (and logs) a heartbeat line this often")
+    retry_minutes: float = _opt(5.0, _pos, "wait before a failed cycle is retried (inside its session)")
+    max_attempts: int = _opt(3, _pos, "attempts of one trading date's cycle, the first included")
+    log_max_mb: float = _opt(10.0, _pos, "size of the rotating log file <state_dir>/logs/hydra.log before it rolls")
+    log_backups: int = _opt(10, _nonneg, "rolled log files kept")
+
 # %% ../nbs/00_config.ipynb #be0a7b9a
 SECTIONS = dict(ib=IBSettings, trading=TradingSettings, risk=RiskSettings, orders=OrderSettings,
                 schedule=ScheduleSettings, agent=AgentSettings, runner=RunnerSettings,
-                paths=PathsSettings)
+                paths=PathsSettings, alerts=AlertsSettings, service=ServiceSettings)
 ENV_OVERRIDES = {"IB_GATEWAY_HOST": ("ib", "host"), "IB_GATEWAY_PORT": ("ib", "port"),
                  "HYDRA_TRADING_MODE": ("trading", "mode"), "HYDRA_STATE_DIR": ("paths", "state_dir")}
 
@@ -170,6 +187,11 @@ ENV_OVERRIDES = {"IB_GATEWAY_HOST": ("ib", "host"), "IB_GATEWAY_PORT": ("ib", "p
 _INSTRUMENT_SECTION = re.compile(r"instrument\.([A-Z0-9][A-Z0-9._-]{0,15})")
 
 def _sec_type(v): return v == "FUT" or "must be FUT: orders go on one month's contract (a CONTFUT is never traded)"
+def _settlement(v): return v in ("physical", "cash") or "must be physical or cash"
+def _roll_days(v): return 1 <= v <= 30 or "must be 1..30 business days (the hard stop is 1 business day before first notice)"
+def _month_codes(v): return all(c in "FGHJKMNQUVXZ" for c in v) or "must be CME month codes (FGHJKMNQUVXZ), e.g. HKNUZ"
+def _ltd_rule(v): return v in LAST_TRADE_RULES or f"must be one of {', '.join(LAST_TRADE_RULES)}"
+LAST_TRADE_RULES = ("before_15th", "10th_business_day")
 
 @dataclass(frozen=True)
 class InstrumentSettings:
@@ -179,8 +201,13 @@ class InstrumentSettings:
     multiplier: str = _opt("", lambda v: v == "" or (v.replace(".", "", 1).isdigit() and float(v) > 0) or "must be a positive number or empty",
                            "contract multiplier as IB lists it; empty = any")
     sec_type: str = _opt("FUT", _sec_type, "security type (FUT)")
+    settlement: str = _opt("physical", _settlement, "physical (delivered: roll before first notice day) or cash (roll before the last trade date)")
+    roll_days: int = _opt(5, _roll_days, "business days before first notice (physical) or the last trade date (cash) the position rolls")
+    months: str = _opt("", _month_codes, "month codes listed (CME letters, e.g. HKNUZ); empty = every month")
+    last_trade_rule: str = _opt("before_15th", _ltd_rule, "before_15th (business day before the 15th: CBOT grains) or 10th_business_day (CME lean hogs)")
 
-DEFAULT_INSTRUMENT_SETTINGS = {"ZO": InstrumentSettings("CBOT", "USD", "ZO"), "HE": InstrumentSettings("CME", "USD", "HE")}
+DEFAULT_INSTRUMENT_SETTINGS = {"ZO": InstrumentSettings("CBOT", "USD", "ZO", months="HKNUZ"),
+                               "HE": InstrumentSettings("CME", "USD", "HE", settlement="cash", months="GJKMNQVZ", last_trade_rule="10th_business_day")}
 
 def instrument_symbol(section:str) -> str|None:
     "The symbol of an `[instrument.SYM]` section name, else None."
@@ -254,6 +281,8 @@ class Settings:
     agent: AgentSettings = field(default_factory=AgentSettings)
     runner: RunnerSettings = field(default_factory=RunnerSettings)
     paths: PathsSettings = field(default_factory=PathsSettings)
+    alerts: AlertsSettings = field(default_factory=AlertsSettings)
+    service: ServiceSettings = field(default_factory=ServiceSettings)
     sources: Mapping[tuple[str, str], str] = field(default_factory=dict, compare=False)
     settings_file: Path|None = None
     live_confirmed: bool = False
@@ -464,6 +493,81 @@ def schedule_problems(settings:Settings, liquid_hours:Mapping|None=None, day:dat
             out.append(bad[0][1] + when + f": set [schedule] daily_cycle_time within {_starts(liquid_hours[sym], horizon)}")
         elif (e := _early_close_problem(sym, settings, horizon, SYMBOL_CALENDARS, day)): out.append(e)   # fine on regular days, not on an early close
     return out
+
+# %% ../nbs/00_config.ipynb #4b0cb491
+_MONTH_LETTERS = "FGHJKMNQUVXZ"
+
+def symbol_calendar(symbol:str, spec:InstrumentSettings|None=None) -> str:
+    "The exchange calendar of `symbol` (its own, else its exchange's; '' = every weekday trades)."
+    return SYMBOL_CALENDARS.get(symbol) or EXCHANGE_CALENDARS.get(getattr(spec, "exchange", "") or "", "")
+
+def business_days_of(calendar:str, y:int, m:int) -> list[date]:
+    "The exchange business days of month `m` of year `y`."
+    d, out = date(y, m, 1), []
+    while d.month == m:
+        if is_trading_day(calendar, d): out.append(d)
+        d += timedelta(days=1)
+    return out
+
+def business_day_shift(calendar:str, d:date, n:int) -> date:
+    "The business day `n` business days after (n > 0) or before (n < 0) `d`."
+    step = 1 if n > 0 else -1
+    while n:
+        d += timedelta(days=step)
+        if is_trading_day(calendar, d): n -= step
+    return d
+
+# %% ../nbs/00_config.ipynb #1ea65aff
+@dataclass(frozen=True)
+class ContractMonth:
+    "A futures month of `symbol` with its expiry dates and roll dates (exchange business days)."
+    symbol: str; month: str; last_trade: date; first_notice: date|None; roll_date: date; hard_stop: date|None
+    @property
+    def local_symbol(self) -> str: return f"{self.symbol}{_MONTH_LETTERS[int(self.month[4:]) - 1]}{self.month[3]}"
+    def in_roll_window(self, d:date) -> bool: return d >= self.roll_date
+    def __str__(self):
+        fnd = f"FND {self.first_notice}" if self.first_notice else "cash-settled"
+        return f"{self.local_symbol} (LTD {self.last_trade}, {fnd}, roll from {self.roll_date})"
+
+# %% ../nbs/00_config.ipynb #7e25d2d0
+def last_trade_date(symbol:str, y:int, m:int, spec:InstrumentSettings|None=None, calendar:str|None=None) -> date:
+    "The last trade date of `symbol`'s month `y-m` by its `last_trade_rule` on its exchange's calendar (or `calendar`)."
+    spec = spec or DEFAULT_INSTRUMENT_SETTINGS.get(symbol) or InstrumentSettings()
+    days = business_days_of(symbol_calendar(symbol, spec) if calendar is None else calendar, y, m)
+    if spec.last_trade_rule == "10th_business_day": return days[9]
+    return [d for d in days if d.day < 15][-1]
+
+def contract_month(symbol:str, y:int, m:int, spec:InstrumentSettings|None=None) -> ContractMonth:
+    "Month `y-m` of `symbol` with its LTD, FND, roll date and hard stop."
+    spec = spec or DEFAULT_INSTRUMENT_SETTINGS.get(symbol) or InstrumentSettings()
+    cal, ltd = symbol_calendar(symbol, spec), last_trade_date(symbol, y, m, spec)
+    if spec.settlement == "physical":
+        fnd = business_days_of(cal, y - (m == 1), 12 if m == 1 else m - 1)[-1]
+        return ContractMonth(symbol, f"{y}{m:02d}", ltd, fnd, business_day_shift(cal, fnd, -spec.roll_days), business_day_shift(cal, fnd, -1))
+    return ContractMonth(symbol, f"{y}{m:02d}", ltd, None, business_day_shift(cal, ltd, -spec.roll_days), None)
+
+# %% ../nbs/00_config.ipynb #3acdc76a
+def contract_months(symbol:str, today:date, n:int=3, spec:InstrumentSettings|None=None) -> list[ContractMonth]:
+    "The next `n` months of `symbol` whose last trade date is not before `today`, nearest first."
+    spec = spec or DEFAULT_INSTRUMENT_SETTINGS.get(symbol) or InstrumentSettings()
+    codes, y, m, out = spec.months or _MONTH_LETTERS, today.year, today.month, []
+    while len(out) < n:
+        if _MONTH_LETTERS[m - 1] in codes and (cm := contract_month(symbol, y, m, spec)).last_trade >= today: out.append(cm)
+        y, m = (y + 1, 1) if m == 12 else (y, m + 1)
+    return out
+
+def trading_month(symbol:str, today:date, spec:InstrumentSettings|None=None) -> ContractMonth:
+    "The month to hold on `today`: the first listed one whose roll date is still ahead."
+    return next(c for c in contract_months(symbol, today, 4, spec) if not c.in_roll_window(today))
+
+# %% ../nbs/00_config.ipynb #a06cc6a3
+def month_of(symbol:str, month:str, last_trade:date, spec:InstrumentSettings|None=None) -> ContractMonth:
+    "Month `month` ('YYYYMM') of `symbol` as IB lists it (its `last_trade`), with the roll rule's dates."
+    y, m = int(month[:4]), int(month[4:6])
+    r = contract_month(symbol, y, m, spec)
+    if r.first_notice is not None: return dataclasses.replace(r, last_trade=last_trade)
+    spec = spec or DEFAULT_INSTRUMENT_SETTINGS.get(symbol) or InstrumentSettings()
+    return dataclasses.replace(r, last_trade=last_trade, roll_date=business_day_shift(symbol_calendar(symbol, spec), last_trade, -spec.roll_days))
 
 # %% ../nbs/00_config.ipynb #9d8bf270
 def settings_ini(s:Settings|None=None) -> str:

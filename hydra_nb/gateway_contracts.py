@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from .gateway_wire import fmt_field
 from .market import Session
+from .config import last_trade_date as _rule_ltd
 
 # %% auto #0
 __all__ = ['MONTH_CODES', 'CON_ID_MONTH_STEP', 'FutureContract', 'last_trade_date', 'ib_trading_hours', 'listed_contracts',
@@ -27,6 +28,8 @@ class FutureContract:
     liquid_hours: str = ""          # IB's liquidHours (the day session); tradingHours lists every session
     trading_class: str = ""         # IB's tradingClass; empty: the symbol (as for CBOT oats, ZO)
     price_magnifier: float = 1.0    # IB's priceMagnifier: money = price / price_magnifier x multiplier
+    book: str = ""                  # the market book it trades in (the symbol's own for the anchor day's front month)
+    month_index: int = 0            # months after the anchor day's front (0: that front)
     @property
     def point_value(self) -> float: return self.multiplier / self.price_magnifier   # currency per contract per 1.0 of price
     @property
@@ -37,16 +40,9 @@ class FutureContract:
     def multiplier_text(self) -> str: return fmt_field(float(self.multiplier))
 
 # %% ../nbs/07c_gateway_contracts.ipynb #e0ba0612
-def _business_days(y, m):
-    d = date(y, m, 1)
-    while d.month == m:
-        if d.weekday() < 5: yield d
-        d += timedelta(days=1)
-
-def last_trade_date(symbol: str, year: int, month: int) -> date:
-    "Last trading day of a futures month: 10th business day for HE, business day before the 15th otherwise."
-    if symbol == "HE": return list(_business_days(year, month))[9]
-    return [d for d in _business_days(year, month) if d.day < 15][-1]
+def last_trade_date(symbol: str, year: int, month: int, calendar: str | None = None) -> date:
+    "Last trading day of a futures month: 10th business day for HE, business day before the 15th otherwise; on `calendar` (default: the symbol's)."
+    return _rule_ltd(symbol, year, month, calendar=calendar)
 
 # %% ../nbs/07c_gateway_contracts.ipynb #bea548f2
 def ib_trading_hours(hours, today: date, days: int = 3, liquid_only: bool = False) -> str:
@@ -68,23 +64,24 @@ def ib_trading_hours(hours, today: date, days: int = 3, liquid_only: bool = Fals
     return ";".join(out)
 
 # %% ../nbs/07c_gateway_contracts.ipynb #0f433a1f
-def listed_contracts(instruments: dict, today: date, n_months: int = 3) -> list[FutureContract]:
-    "The next `n_months` unexpired months of every instrument; the front month has the instrument's conId, month k `con_id + k*10000`."
-    out = []
+def listed_contracts(instruments: dict, today: date, n_months: int = 3, anchor: date | None = None) -> list[FutureContract]:
+    "The next `n_months` unexpired months of every instrument; month k from the `anchor` day's front has conId `con_id + k*10000`."
+    out, anchor = [], anchor or today
     for sym, ins in instruments.items():
-        codes = getattr(ins, "contract_months", "") or MONTH_CODES
-        y, m, k = today.year, today.month, 0
+        codes, cal = getattr(ins, "contract_months", "") or MONTH_CODES, getattr(ins, "calendar", None)
+        y, m, k, idx = anchor.year, anchor.month, 0, -1
         while k < n_months:
-            if MONTH_CODES[m - 1] in codes and last_trade_date(sym, y, m) >= today:
-                exp = last_trade_date(sym, y, m)
+            if MONTH_CODES[m - 1] in codes and (exp := last_trade_date(sym, y, m, cal)) >= anchor: idx += 1
+            if MONTH_CODES[m - 1] in codes and exp >= today:
                 prefix = getattr(ins, "local_symbol_prefix", "") or sym
                 hours = ins if getattr(ins, "sessions", None) else getattr(ins, "trading_hours", "")
-                out.append(FutureContract(int(ins.con_id) + k * CON_ID_MONTH_STEP, sym, ins.exchange, ins.currency,
+                out.append(FutureContract(int(ins.con_id) + idx * CON_ID_MONTH_STEP, sym, ins.exchange, ins.currency,
                                           float(ins.multiplier), float(ins.tick), exp.strftime("%Y%m%d"),
                                           f"{prefix}{MONTH_CODES[m - 1]}{y % 10}", getattr(ins, "description", "") or sym,
                                           ib_trading_hours(hours, today), getattr(ins, "time_zone", "") or "America/Chicago",
                                           ib_trading_hours(hours, today, liquid_only=True),
-                                          price_magnifier=float(getattr(ins, "price_magnifier", 1.0) or 1.0)))
+                                          price_magnifier=float(getattr(ins, "price_magnifier", 1.0) or 1.0),
+                                          book=sym if idx == 0 else f"{prefix}{MONTH_CODES[m - 1]}{y % 10}", month_index=idx))
                 k += 1
             m += 1
             if m > 12: y, m = y + 1, 1

@@ -31,7 +31,7 @@ __all__ = ['log', 'PACING_VIOLATION', 'INBOX_MAX', 'MARKET_DATA_MODES', 'DELAYED
            'MD_NEEDS_API_SUBSCRIPTION', 'MD_DISPLAYING_DELAYED', 'MD_DELAYED_NOT_ENABLED', 'HIST_NO_PERMISSIONS',
            'FARM_NOTICES', 'NO_SECDEF', 'MAX_ORDER_ID', 'RateLimitedLog', 'Fields', 'SimPosition', 'Ledger', 'Faults',
            'HistPacing', 'pacing_problem', 'RoundRobin', 'check_market_data_mode', 'as_delayed', 'GatewaySim',
-           'handles', 'parse_duration', 'parse_filter_time', 'held_text']
+           'handles', 'book_of', 'parse_duration', 'parse_filter_time', 'held_text']
 
 # %% ../nbs/07d_gateway_server.ipynb #d9f2d44a
 log = logging.getLogger("hydra_nb.gateway_sim")
@@ -194,7 +194,7 @@ def reject_next_order(self: Faults, reason: str = "simulated rejection"):
 def halt(self: Faults, symbol: str, halted: bool = True):
     "Halt (or resume) trading in an instrument: orders rest, nothing fills."
     if symbol not in self.gw.market.instruments: raise KeyError(f"unknown instrument {symbol!r}")
-    self.gw.market.halt(symbol, halted)
+    for k in self.gw.market.months_of(symbol): self.gw.market.halt(k, halted)   # every month of it
 
 # %% ../nbs/07d_gateway_server.ipynb #e8043d0d
 @patch
@@ -462,7 +462,8 @@ class GatewaySim:
 
     def _refresh_contracts(self, today: date):
         "List the months current on `today` (an expired front month rolls off); keep every conId ever listed known."
-        self.contracts = listed_contracts(self.market.instruments, today, self.n_months) + list(getattr(self, "listing_only", ()))
+        self._anchor = getattr(self, "_anchor", None) or today          # month conIds are counted from the first day's front
+        self.contracts = listed_contracts(self.market.instruments, today, self.n_months, self._anchor) + list(getattr(self, "listing_only", ()))
         for c in self.contracts: self._by_con.setdefault(c.con_id, c)
         self._listed_on = today
 
@@ -667,6 +668,12 @@ def _req_contract_data(gw: GatewaySim, s: _Session, fields):
     for c in found: s.send(msg_contract_details(req_id, c, s.sv, st))
     s.send(msg_contract_details_end(req_id))
 
+def book_of(gw: GatewaySim, c: FutureContract) -> str:
+    "The market book month `c` trades in (a later month's book is added on first use)."
+    b = c.book or c.symbol
+    if b != c.symbol and b not in gw.market.months_of(c.symbol): gw.market.add_month(b, c.symbol, c.month_index)
+    return b
+
 def _one_contract(gw: GatewaySim, q: ContractQuery) -> FutureContract | None:
     found = [c for c in match_contracts(gw.contracts, q) if c not in getattr(gw, "listing_only", ())]
     return found[0] if len(found) == 1 else None
@@ -696,14 +703,14 @@ def _md_kind(self: GatewaySim, s: _Session, req_id: int, c) -> int | None:
         return None
     if want in (1, 2): s.send(msg_error(req_id, 10089, f"{MD_NEEDS_API_SUBSCRIPTION}{where}", s.sv)); return None
     s.send(msg_error(req_id, 10167, MD_DISPLAYING_DELAYED, s.sv))
-    return 4 if want == 4 and not self.market.session_open(c.symbol) else 3
+    return 4 if want == 4 and not self.market.session_open(book_of(self, c)) else 3
 
 # %% ../nbs/07d_gateway_server.ipynb #0da96f88
 @patch
 def _record_quotes(self: GatewaySim):
     if self.market_data != "delayed": return
     t = self.clock.time()
-    for sym in self.market.instruments:
+    for sym in [k for s in self.market.instruments for k in self.market.months_of(s)]:
         h = self._quote_hist.setdefault(sym, deque())
         q = self.market.quote(sym)
         if not h or _quote_key(h[-1][1]) != _quote_key(q): h.append((t, q))
@@ -742,7 +749,7 @@ def _req_mkt_data(gw: GatewaySim, s: _Session, fields):
     if c is None: s.send(msg_error(req_id, 200, NO_SECDEF, s.sv)); return
     kind = gw._md_kind(s, req_id, c)                       # 1 live, 3/4 delayed; None: refused (IB's error sent)
     if kind is None: return
-    quote = gw._md_quote(c.symbol, kind)
+    quote = gw._md_quote(book_of(gw, c), kind)
     s.send(msg_market_data_type(req_id, kind)); s.send(msg_tick_req_params(req_id, c.tick))
     for m in _quote_ticks(req_id, quote): s.send(m if kind == 1 else as_delayed(m))
     if snapshot: s.send(msg_snapshot_end(req_id))
@@ -798,10 +805,10 @@ def _req_hist(gw: GatewaySim, s: _Session, fields):
     if not _paced(gw, s, req_id, c, what, (bar_size, duration, use_rth, end.strip() or now.date().isoformat())): return
     if end_t is not None and end_t.date() < now.date():          # bars ending on an earlier day
         extra = int(np.busday_count(end_t.date(), now.date()))
-        df = gw.market.daily_bars(c.symbol, min(n + extra + 1, 10_000))
+        df = gw.market.daily_bars(book_of(gw, c), min(n + extra + 1, 10_000))
         df = df[df.index.date <= end_t.date()].iloc[-n:]
     else:
-        df = gw.market.daily_bars(c.symbol, n)
+        df = gw.market.daily_bars(book_of(gw, c), n)
     days = df.index.strftime("%Y%m%d") if hasattr(df.index, "strftime") else df.index.astype(str)
     ohlcv = df[["open", "high", "low", "close", "volume"]].to_numpy(float).tolist()
     bars = [(d, o, h, l, cl, v, round((h + l + cl) / 3, 10), max(int(v) // 4, 1)) for d, (o, h, l, cl, v) in zip(days, ohlcv)]
@@ -817,7 +824,7 @@ def _cancel_hist(gw, s, fields): pass
 def _marks(self: GatewaySim) -> dict[int, float]:
     out = {}
     for k, p in self.ledger.positions.items():
-        q = self.market.quote(p.contract.symbol); out[k] = (q.bid + q.ask) / 2
+        q = self.market.quote(book_of(self, p.contract)); out[k] = (q.bid + q.ask) / 2
     return out
 
 # %% ../nbs/07d_gateway_server.ipynb #eb589000
@@ -913,7 +920,7 @@ def _bounds_problem(gw, c, qty: float, lmt: float) -> str | None:
     ins = gw.market.instruments[c.symbol]
     if qty > ins.max_order_qty:
         return f"The order size {fmt_field(qty)} exceeds the Size Limit of {ins.max_order_qty} for {c.symbol}. Restriction is specified in Precautionary Settings."
-    ref = gw.market.reference_price(c.symbol)
+    ref = gw.market.reference_price(book_of(gw, c))
     if abs(lmt - ref) > ins.price_band * ref:
         return (f"The limit price {lmt:.6g} is more than {ins.price_band:.0%} away from the reference price {ref:g} of {c.symbol} "
                 f"(price band {ref * (1 - ins.price_band):.6g}..{ref * (1 + ins.price_band):.6g}).")
@@ -961,11 +968,11 @@ def _place_checked(gw: GatewaySim, s: _Session, oid: int, r: Fields):
         return _reject(gw, s, oid, "The price does not conform to the minimum price variation for this contract.", 110)
     o = SimOrder(oid, s.client_id, next(gw._perm), c, action, qty, lmt, tif or "DAY", ref, gw.account, "PreSubmitted",
                  placed_at=gw.clock.now())
-    try: fills = gw.market.submit(o.perm_id, c.symbol, action, int(qty), lmt)
+    try: fills = gw.market.submit(o.perm_id, book_of(gw, c), action, int(qty), lmt)
     except (OrderRejected, ValueError) as e: return _reject(gw, s, oid, str(e))
     gw._orders[(s.client_id, oid)] = o; gw._by_perm[o.perm_id] = o
     gw._next_ids[s.client_id] = max(gw._next_ids.get(s.client_id, gw._start_id), oid + 1); gw._next_id = max(gw._next_id, oid + 1)
-    if not gw.market.session_open(c.symbol): _hold(gw, s, o); return gw._apply_fills(fills)   # (nothing fills while closed)
+    if not gw.market.session_open(book_of(gw, c)): _hold(gw, s, o); return gw._apply_fills(fills)   # (nothing fills while closed)
     s.send(msg_open_order(o, s.sv)); s.send(msg_order_status(o))
     o.status = "Submitted"
     s.send(msg_open_order(o, s.sv)); s.send(msg_order_status(o))
@@ -984,7 +991,7 @@ def held_text(o: SimOrder, when: datetime) -> str:
 
 def _hold(gw, s, o: SimOrder):
     "Accept an order while its market is closed: 399, PreSubmitted, released at the next session's open."
-    when = gw.market.next_open(o.contract.symbol)
+    when = gw.market.next_open(book_of(gw, o.contract))
     gw._held[o.perm_id] = (o, when.timestamp())
     s.send(msg_error(o.order_id, 399, held_text(o, when), s.sv))
     s.send(msg_open_order(o, s.sv)); s.send(msg_order_status(o))
@@ -1168,7 +1175,7 @@ def _publish_quotes(self: GatewaySim):
     cache = {}
     for s in list(self._by_client.values()):
         for rid, sub in s.mkt.items():
-            sym = sub["contract"].symbol
+            sym = book_of(self, sub["contract"])
             kind = sub.get("kind", 1); send = s.send if kind == 1 else (lambda m, s=s: s.send(as_delayed(m)))
             q = cache.get((sym, kind)) or cache.setdefault((sym, kind), self._md_quote(sym, kind))
             k = _quote_key(q)

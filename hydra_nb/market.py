@@ -19,9 +19,10 @@ from .core import finite
 
 # %% auto #0
 __all__ = ['DEFAULT_INSTRUMENTS', 'REGIME_PARAMS', 'REGIMES', 'PULL_KAPPA', 'DEFAULT_START', 'DEPTH_CONST', 'MAX_WALK_LEVELS',
-           'Session', 'Instrument', 'get_instrument', 'Regime', 'as_regime', 'PriceProcess', 'simulate_daily_bars',
-           'sign_hit_rate', 'SimClock', 'Quote', 'Fill', 'Order', 'OrderRejected', 'Market', 'book_depth_unit',
-           'walk_depth_ticks', 'taker_cost_ticks', 'passive_flow_rate']
+           'MONTH_CARRY', 'MONTH_THIN', 'Session', 'Instrument', 'get_instrument', 'Regime', 'as_regime',
+           'PriceProcess', 'simulate_daily_bars', 'sign_hit_rate', 'SimClock', 'Quote', 'Fill', 'Order',
+           'OrderRejected', 'Market', 'book_depth_unit', 'walk_depth_ticks', 'taker_cost_ticks', 'passive_flow_rate',
+           'MonthProcess']
 
 # %% ../nbs/06_market.ipynb #f11da299
 import functools
@@ -1091,3 +1092,52 @@ def next_open(self:Market, symbol:str) -> datetime:
 def next_change(self:Market) -> datetime:
     "When the market next changes (next grid point or a session's open) if nobody trades: a real-time gateway sleeps until then."
     return datetime.fromtimestamp(min(b.next_t for b in self._books.values()), _UTC)
+
+# %% ../nbs/06_market.ipynb #5be0825f
+MONTH_CARRY = {"ZO": 0.015, "HE": 0.03}    # the calendar spread per listed month, a fraction of the price (contango)
+MONTH_THIN = 0.5                           # each month further out trades this fraction of the volume of the one before
+
+class _Scaled:
+    "A root process's daily volumes times `f` (a later month's thinner trade)."
+    def __init__(self, vol, f): self.v, self.f = vol, f
+    def __getitem__(self, d): return max(1, int(round(self.v[d]*self.f)))
+
+class MonthProcess:
+    "Month `k` of a symbol: the root `PriceProcess` times exp(carry*k) in ticks, thinner; its own microstructure seed."
+    def __init__(self, root:PriceProcess, inst:Instrument, k:int, carry:float, thin:float=MONTH_THIN):
+        self.root, self.inst, self.k = root, inst, k
+        self.M, self.grid, self.key, self.f = root.M, root.grid, zlib.crc32(inst.symbol.encode()), math.exp(carry*k)
+        self.vol, self._bars = _Scaled(root.vol, thin**k), {}
+    @property
+    def reg(self): return self.root.reg
+    def ensure(self, day:int): self.root.ensure(day)
+    def schedule(self, day:int, regime): self.root.schedule(day, regime)
+    def path(self, d:int) -> np.ndarray: return self.root.path(d)*self.f
+    def bar(self, d:int):
+        if d not in self._bars:
+            t = np.rint(self.path(d)); self._bars[d] = (int(t[0]), int(t.max()), int(t.min()), int(t[-1]), self.vol[d])
+        return self._bars[d]
+
+# %% ../nbs/06_market.ipynb #1f7ad325
+@patch
+def add_month(self:Market, key:str, symbol:str, k:int, carry:float|None=None) -> Instrument:
+    "A book `key` for month `k` (1 = the next after the front) of `symbol`: same days and clock, carry-shifted price, thinner."
+    key, root = key.upper(), self._book(symbol)
+    if key in self._books: return self._books[key].inst
+    if not (isinstance(k, int) and k >= 1): raise ValueError(f"k must be a month index >= 1 (got {k!r})")
+    ri = root.inst
+    inst = dataclasses_replace(ri, symbol=key, adv=max(1.0, ri.adv*MONTH_THIN**k), spread_ticks=ri.spread_ticks + 0.5*k,
+                               con_id=ri.con_id + k, local_symbol_prefix=key)
+    c = MONTH_CARRY.get(ri.symbol, 0.01) if carry is None else finite("carry", carry, allow_zero=True)
+    b = self._books[key] = _Book(inst, MonthProcess(root.proc, inst, k, c))
+    b.commission, b.root = root.commission, ri.symbol
+    b.cal, b._grids, b.date0 = root.cal, {}, root.date0           # the same trading days: day j is the same date in both
+    t = self.clock.time(); j, kk = self._locate(b, t)
+    b.proc.ensure(j); self._load_day(b, j); b.day, b.k, b.t = j, kk, t; self._set_next(b, t)
+    return inst
+
+@patch
+def months_of(self:Market, symbol:str) -> list[str]:
+    "The books of `symbol`: its own and the later months added."
+    s = symbol.upper()
+    return [k for k, b in self._books.items() if k == s or getattr(b, "root", None) == s]

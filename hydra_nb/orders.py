@@ -138,9 +138,11 @@ def working(self:OrderManager, con_id:int) -> tuple[int, int]:
 def context(self:OrderManager, qc, snap, replaces:int=0, replaces_filled:int=0) -> OrderContext:
     a = self.broker.account()
     wb, ws = self.working(qc.con_id)
+    pos = int(round(a.positions.get(qc.con_id, 0)))
+    credit, pos0 = getattr(self, "roll_credits", {}).get(qc.con_id, (0, pos))    # a roll's new leg: what its old leg closed, less what it re-opened
     return OrderContext(reference_price=snap.mid, tick_size=qc.tick_size, multiplier=qc.multiplier,
                         price_magnifier=getattr(qc, "price_magnifier", 1.0),
-                        position=int(round(a.positions.get(qc.con_id, 0))), equity=a.equity, daily_pnl=a.daily_pnl,
+                        position=pos, equity=a.equity, daily_pnl=a.daily_pnl, roll_credit=credit - (pos - pos0) if credit else 0,
                         peak_equity=a.peak_equity, other_gross_notional=a.other_gross_notional(qc.con_id),
                         working_buy=wb, working_sell=ws, replaces_quantity=replaces, replaces_filled=replaces_filled)
 
@@ -293,7 +295,7 @@ def _new_ref(self:OrderManager, symbol:str, side:str, now:datetime) -> str:
     return f"{now:%Y%m%d}-{symbol}-{side[0]}-{uuid.uuid4().hex[:10]}"
 
 @patch
-async def route(self:OrderManager, what, side, quantity, parent_ref:str|None=None, tactic:str="auto") -> ExecutionReport:
+async def route(self:OrderManager, what, side, quantity, parent_ref:str|None=None, tactic:str="auto", roll_credit:int=0) -> ExecutionReport:
     "Route a parent order; see above. Never raises for a market condition (rejections and refusals are in the report)."
     side, qty = check_request(side, quantity)
     if tactic not in ("auto", "patience", "twap"): raise ValueError(f"tactic must be 'auto', 'patience' or 'twap' (got {tactic!r})")
@@ -318,7 +320,11 @@ async def route(self:OrderManager, what, side, quantity, parent_ref:str|None=Non
                                     spread=snap.spread, adv=snap.adv, daily_vol=snap.daily_vol, tick_size=qc.tick_size,
                                     multiplier=qc.multiplier, **self.cost_model(), con_id=qc.con_id, tactic=tac,
                                     price_magnifier=getattr(qc, "price_magnifier", 1.0))
-    await self._run_slices(qc, side, qty, ref, tac, rep, datetime.fromisoformat(p["decided_utc"]))
+    if roll_credit:                      # a roll's new leg: the gate judges it with the contracts its old leg closed (risk.OrderContext.roll_credit)
+        self.roll_credits = getattr(self, "roll_credits", {})
+        self.roll_credits[qc.con_id] = (int(roll_credit), int(round(self.broker.account().positions.get(qc.con_id, 0))))
+    try: await self._run_slices(qc, side, qty, ref, tac, rep, datetime.fromisoformat(p["decided_utc"]))
+    finally: getattr(self, "roll_credits", {}).pop(qc.con_id, None)
     try: end = (await self.broker.snapshot(qc, timeout=2.0)).mid
     except Exception: end = p["arrival_mid"]                     # no quote now: the unfilled rest is marked at arrival
     return self._finish(rep, end)

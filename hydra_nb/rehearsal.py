@@ -19,18 +19,23 @@ from .gateway_sim import GatewaySim
 from .broker import BrokerGateway, sim_settings
 from .agent import AgentConfig
 from .runner import PaperTradingRunner
+from .service import run_service, setup_logging
 
 log = logging.getLogger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'REVERSAL', 'SIM_COST_PRIOR', 'Scenario', 'rehearsal_days', 'rehearsal_settings', 'plan_drops',
-           'RehearsalResult', 'rehearse', 'day_size', 'summary_lines', 'add_cli_arguments', 'cli_run',
+           'RehearsalResult', 'rehearse', 'day_size', 'rolls_line', 'summary_lines', 'add_cli_arguments', 'cli_run',
            'rehearsal_reports']
 
 # %% ../nbs/15_rehearsal.ipynb #75899acd
 from zoneinfo import ZoneInfo
 from .config import SYMBOL_CALENDARS
 from .config import trading_days
+
+# %% ../nbs/15_rehearsal.ipynb #ab30c428
+from datetime import date, time as dtime
+from .config import is_trading_day
 
 # %% ../nbs/15_rehearsal.ipynb #d55f2c4a
 REVERSAL = Regime(phi=-0.7, vol_scale=1.6, name="reversal")
@@ -136,7 +141,8 @@ async def rehearse(sc:Scenario|None=None, state_dir=None, settings:Settings|None
             out = await r.run_days(sc.days, before, after)
         finally:
             bar.close()
-            counts = dict(broker=dict(b.counts), gateway=dict(gw.faults.counts), executions=len(gw.executions()))
+            counts = dict(broker=dict(b.counts), gateway=dict(gw.faults.counts), executions=len(gw.executions()),
+                          positions={p.contract.local_symbol: p.qty for p in gw.ledger.positions.values() if p.qty})   # IB's side at the end
             await r.stop()
     gate = evaluate_gate(d)
     return RehearsalResult(sc, d, out, gate, time.perf_counter() - t0, counts)
@@ -168,6 +174,16 @@ def _prepare(sc:Scenario, r:PaperTradingRunner, j:FillJournal):
             r.settings = r.settings.replace("runner", max_contracts=day_size(sc, datetime.fromisoformat(p["trading_date"]).date()))
     r.listeners.insert(0, sizes)
 
+# %% ../nbs/15_rehearsal.ipynb #f714482f
+def rolls_line(state_dir) -> str:
+    "The summary's line on rolls: each month moved into the next, with its contracts, day and outcome."
+    with FillJournal(state_dir) as j:
+        try: rows = j.conn.execute("SELECT trading_date, from_local, to_local, position, kind, status, reason FROM runner_rolls ORDER BY decided_utc").fetchall()
+        except Exception: rows = []                       # no roll table: no roll was ever decided
+    if not rows: return "rolls      none needed (no month held into its roll window)"
+    return "rolls      " + "; ".join(f"{a} -> {b} {p:+d} on {d}" + (" (hard stop)" if k == "hard_stop" else "") + ("" if st == "done" else f" {st.upper()}: {why}")
+                                     for d, a, b, p, k, st, why in rows)
+
 # %% ../nbs/15_rehearsal.ipynb #3595b3a5
 def summary_lines(res:RehearsalResult) -> list[str]:
     "The rehearsal's outcome in a few lines."
@@ -191,6 +207,7 @@ def summary_lines(res:RehearsalResult) -> list[str]:
            f"breakers   " + (", ".join(f"{n} tripped {t}" for n, t in trips) if trips else "no trips") + f"; {res.gate['breakers'].evidence if res.gate else ''}",
            f"connection {b.get('drops', 0)} drops ({g.get('resets', 0)} nightly resets, {len(plan_drops(sc))} injected), {b.get('reconnects', 0)} automatic reconnects, {b.get('resynced_fills', 0)} fills recovered by resync",
            f"cycles     {int((cyc.status == 'done').sum())} done" + (", " + ", ".join(f"{v} {k}" for k, v in fail.items()) if len(fail) else "")]
+    out.append(rolls_line(res.state_dir))
     if res.gate is not None: out += ["", *str(res.gate).splitlines()]
     out += ["", f"state      {res.state_dir}", f"inspect    hydra gate --state-dir {res.state_dir}   |   HYDRA_STATE_DIR={res.state_dir} hydra fill-report --reconcile --units ticks"]
     return out
@@ -212,6 +229,15 @@ def _positive(v):
 
 def _switch_day(v): return None if v.strip().lower() == "none" else "auto" if v == "auto" else _int_at_least(0)(v)
 
+def _start_day(v) -> datetime:
+    "A rehearsal's first trading date 'YYYY-MM-DD' -> 08:45 in Chicago that day (the first cycle at 09:00), in UTC."
+    import argparse
+    try: d = date.fromisoformat(v.strip())
+    except ValueError: raise argparse.ArgumentTypeError(f"must be a date YYYY-MM-DD (got {v!r})") from None
+    if not is_trading_day(tuple(SYMBOL_CALENDARS.values()), d):
+        raise argparse.ArgumentTypeError(f"{d} ({d:%A}) is not a trading day of {', '.join(SYMBOL_CALENDARS)}: start on one")
+    return datetime.combine(d, dtime(8, 45), tzinfo=ZoneInfo("America/Chicago")).astimezone(timezone.utc)
+
 def add_cli_arguments(p):
     "Options of `hydra paper-trade`."
     import argparse
@@ -221,11 +247,15 @@ def add_cli_arguments(p):
     p.add_argument("--seed", type=_int_at_least(0), default=Scenario.seed, help=f"with --sim: the market's seed (default {Scenario.seed})")
     p.add_argument("--regime-switch-day", type=_switch_day, default="auto", metavar="D|none",
                    help=f"with --sim: trading day of the regime switch, or none (default {Scenario.regime_switch_day}: week 2; the middle of a shorter run)")
+    p.add_argument("--start", type=_start_day, default=Scenario.start, metavar="DATE",
+                   help=f"with --sim: the first trading date (default {Scenario.start.date()}; 2026-11-02 crosses ZO's December roll)")
     p.add_argument("--disconnects", type=_int_at_least(0), default=Scenario.disconnects, help=f"with --sim: injected connection drops (default {Scenario.disconnects})")
     p.add_argument("--slippage-bias", type=_positive, default=1.0, metavar="X", help="with --sim: the simulator's fill cost times X (default 1)")
     p.add_argument("--time-scale", type=_positive, default=Scenario.time_scale, help=f"with --sim: clock speed while trading (default {Scenario.time_scale:g})")
     p.add_argument("--state-dir", type=Path, help="with --sim: an empty or new folder for the rehearsal's state (default: ./rehearsals/<time>-seed<S>)")
     p.add_argument("--once", action="store_true", help="without --sim: run today's cycle now and exit")
+    p.add_argument("--sim-clock", metavar="S,W,X", help="without --sim, paper only: the service's clock mirrors an accelerated `hydra gateway-sim` "
+                   "(simulated POSIX time S at wall time W, X simulated seconds per second); for rehearsing the service, never with a real gateway")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--no-reports", action="store_true", help="with --sim: skip the daily and weekly reports at the end")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -239,16 +269,16 @@ def _rehearsal_dir(a) -> Path:
 def cli_run(a) -> int:
     "`hydra paper-trade`: the runner on the settings' gateway, or with --sim the rehearsal."
     st = load_settings(getattr(a, "settings", None))
-    if not getattr(a, "debug", False):                # ib_async logs every refused (re)connect attempt; we report it once
-        for name in ("ib_async", "hydra_nb.broker", "hydra_nb.gateway_server", "hydra_nb.runner"): logging.getLogger(name).setLevel(logging.CRITICAL)
     if not a.sim:
         if a.days is not None: raise ValueError("--days needs --sim: real time cannot be accelerated")
         return _run_real(st, a)
     days = a.days or Scenario.days
     switch = (min(Scenario.regime_switch_day, days//2) if days >= 2 else None) if a.regime_switch_day == "auto" else a.regime_switch_day
     sc = Scenario(days=days, seed=a.seed, regime_switch_day=switch, disconnects=min(a.disconnects, days - 1) if a.disconnects else 0,
-                  slippage_bias=a.slippage_bias, time_scale=a.time_scale)
-    res = asyncio.run(rehearse(sc, _rehearsal_dir(a), st, progress=not a.no_progress))
+                  slippage_bias=a.slippage_bias, time_scale=a.time_scale, start=a.start)
+    d = _rehearsal_dir(a)                             # everything logged to d/logs/hydra.log; errors (tracebacks too) on the console
+    setup_logging(d, getattr(a, "debug", False), st.service.log_max_mb, st.service.log_backups, console_level=logging.ERROR)
+    res = asyncio.run(rehearse(sc, d, st, progress=not a.no_progress))
     reps = [] if a.no_reports else rehearsal_reports(res)
     if a.json: print(json.dumps(dict(state_dir=str(res.state_dir), wall_seconds=res.wall_seconds, counts=res.counts,
                                      days=len(res.summaries), gate=res.gate.to_dict(),
@@ -269,12 +299,16 @@ def rehearsal_reports(res:RehearsalResult) -> list[tuple]:
     return [(k, d.date(), run_report(k, state_dir=res.state_dir, as_of=d.date(), output=out)) for k, d in [("daily", days.max()), *(("weekly", w) for w in weeks)]]
 
 def _run_real(st, a) -> int:
-    r = PaperTradingRunner(st)
-    async def go():
-        try:
-            if a.once: return await r.run_cycle()           # it connects itself, and records a day it could not
-            await r.run_forever()
-        finally: await r.stop()
-    s = asyncio.run(go())
+    st.check_safety()                                   # before a log file or state directory is made
+    code, s = run_service(st, once=a.once, debug=getattr(a, "debug", False), clock=_mirror_clock(a.sim_clock, st))
     if s is not None: print(json.dumps(s, default=str, indent=1) if a.json else f"{s['trading_date']}: {s['status']} {s.get('failure', '')} {s.get('reason', '')} fills {s.get('fills', 0)}")
     return 0 if s is None or s["status"] == "done" else 1
+
+# %% ../nbs/15_rehearsal.ipynb #8f63cf2d
+def _mirror_clock(spec:str|None, st:Settings):
+    "The accelerated SimClock of `--sim-clock S,W,X` (None without it); refused unless trading paper on a paper port."
+    if not spec: return None
+    try: s, w, x = (float(v) for v in spec.split(","))
+    except ValueError: raise ValueError(f"--sim-clock must be S,W,X (simulated epoch, wall epoch, time scale), got {spec!r}") from None
+    if not st.is_paper: raise ValueError("--sim-clock is for rehearsing against hydra gateway-sim: paper mode and a paper port only")
+    return SimClock(mode="accelerated", start=datetime.fromtimestamp(s + (time.time() - w)*x, timezone.utc), time_scale=x)

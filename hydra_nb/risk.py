@@ -329,7 +329,7 @@ def _plain_ok(c) -> bool:
             and type(c.other_gross_notional) is f and 0 <= c.other_gross_notional < math.inf
             and type(c.working_buy) is int and c.working_buy >= 0 and type(c.working_sell) is int and c.working_sell >= 0
             and type(c.replaces_quantity) is int and c.replaces_quantity >= 0
-            and type(c.replaces_filled) is int and c.replaces_filled >= 0
+            and type(c.replaces_filled) is int and c.replaces_filled >= 0 and type(c.roll_credit) is int
             and (c.peak_equity is None or (type(c.peak_equity) is f and 0 < c.peak_equity < math.inf)))
 
 @dataclass(frozen=True)
@@ -349,6 +349,7 @@ class OrderContext:
     replaces_quantity: float = 0
     replaces_filled: float = 0            # modify: contracts of the order being changed that are already filled (in `position`)
     price_magnifier: float = 1.0          # IB's priceMagnifier: money = price / price_magnifier x multiplier
+    roll_credit: int = 0                  # a roll's new leg: the contracts (signed) its old leg closed in the expiring month, judged as one position
     problems: tuple = field(default=(), init=False, compare=False)
 
     def __post_init__(self):
@@ -366,6 +367,10 @@ class OrderContext:
         if isinstance(pos, numbers.Integral) and not isinstance(pos, bool): s("position", int(pos))
         elif is_finite(pos) and float(pos).is_integer(): s("position", int(pos))
         else: p.append(f"position must be a whole number of contracts (got {pos!r})")
+        rc = self.roll_credit
+        if isinstance(rc, numbers.Integral) and not isinstance(rc, bool): s("roll_credit", int(rc))
+        elif is_finite(rc) and float(rc).is_integer(): s("roll_credit", int(rc))
+        else: p.append(f"roll_credit must be a whole number of contracts (got {rc!r})")
         for k in ("daily_pnl", "last_trade_pnl", "other_gross_notional"):
             v = getattr(self, k)
             if not is_finite(v) or (k == "other_gross_notional" and v < 0):
@@ -610,7 +615,8 @@ def evaluate(self:_Checker, contract, order, ctx, kind:str) -> RiskDecision:
             rf = ctx.replaces_filled if kind == "modify" else 0
             if rf and rf >= qty: reasons.append(f"replaces_filled {rf} is not below the modified order's quantity {qty}")
             post = pos + sign * (w + qty - rf)           # the worst case: all of them and this order's unfilled part fill
-            if abs(post) > abs(pos) or post * pos < 0:
+            held = pos + ctx.roll_credit                 # a roll's new leg: the symbol's position before its old leg closed
+            if abs(post) > abs(held) or post * held < 0:
                 if st is TradingState.REDUCING:
                     reasons.append(f"REDUCING (breakers {', '.join(b.blocking)}): only orders that shrink the position "
                                    f"pass; {order.action} {qty} on position {pos:+d} with {w} more working to "

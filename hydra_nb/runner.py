@@ -26,13 +26,16 @@ from .models import DirectionalModel, ModelRegistry, ModelSpec
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'RUNNER_SCHEMA', 'FAILURES', 'trading_date', 'next_cycle_time', 'champion_signal', 'target_position',
-           'allowed_target', 'order_cap', 'step_toward', 'CycleFailed', 'classify_failure', 'PaperTradingRunner',
-           'parent_ref_for', 'cycles_frame']
+__all__ = ['log', 'RUNNER_SCHEMA', 'FAILURES', 'ROLL_SCHEMA', 'trading_date', 'next_cycle_time', 'champion_signal',
+           'target_position', 'allowed_target', 'order_cap', 'step_toward', 'CycleFailed', 'classify_failure',
+           'PaperTradingRunner', 'parent_ref_for', 'roll_ref_for', 'cycles_frame']
 
 # %% ../nbs/13_runner.ipynb #92e8586d
 from .config import SYMBOL_CALENDARS
 from .config import is_exchange_holiday
+
+# %% ../nbs/13_runner.ipynb #e450a733
+import functools
 
 # %% ../nbs/13_runner.ipynb #8e220f31
 def trading_date(t:datetime, tz:str) -> date:
@@ -336,7 +339,14 @@ async def _plan(self:PaperTradingRunner, day:date, sym:str, acct, state:TradingS
     if why: s["closed"][sym] = f"{sym}: {why}"; return None
     snap = await self._io(self.broker.snapshot, qc)
     self._check_market_data(s, sym, snap)
-    pos = int(round(acct.positions.get(qc.con_id, 0)))
+    s.setdefault("months", {})[sym] = qc.local_symbol
+    moved, rolled = await self._roll(day, sym, qc, acct, s)
+    if not rolled:
+        s.setdefault("roll_blocked", {})[sym] = f"{sym}: the roll into {qc.local_symbol} did not finish; the target waits for it"; return None
+    if s.get("rolls", {}).get(sym):                        # legs traded (maybe before a restart): IB's positions now, not the stream's
+        await self._io(self.broker.refresh_positions); acct = await self._io(self.broker.account)
+    held = acct.symbol_positions(sym) if acct.contracts else {qc.con_id: acct.positions.get(qc.con_id, 0)}
+    pos = int(round(sum(held.values())))                   # the symbol's position across months
     a = s["agent"][sym]
     want = target_position(a["signal"], self.settings.runner.max_contracts, snap.mid, qc.multiplier, acct.equity,
                            self.settings.risk.max_position, len(self.symbols), qc.price_magnifier)
@@ -345,6 +355,103 @@ async def _plan(self:PaperTradingRunner, day:date, sym:str, acct, state:TradingS
     row = self._decide(day, sym, qc, a["signal"], a["champion"], pos, tgt)
     self._emit("target", symbol=sym, **{k: row[k] for k in ("position_before", "target", "side", "quantity", "parent_ref")})
     return row
+
+# %% ../nbs/13_runner.ipynb #8a18bf98
+ROLL_SCHEMA = {1: """
+CREATE TABLE runner_rolls (roll_ref TEXT PRIMARY KEY, trading_date TEXT NOT NULL, symbol TEXT NOT NULL,
+  from_con_id INTEGER NOT NULL, from_local TEXT NOT NULL, to_con_id INTEGER NOT NULL, to_local TEXT NOT NULL,
+  position INTEGER NOT NULL, kind TEXT NOT NULL CHECK (kind IN ('roll', 'hard_stop')),
+  status TEXT NOT NULL CHECK (status IN ('out', 'in', 'done', 'failed')), out_ref TEXT NOT NULL, in_ref TEXT NOT NULL,
+  in_quantity INTEGER, reason TEXT NOT NULL DEFAULT '', report TEXT NOT NULL DEFAULT '{}', decided_utc TEXT NOT NULL)
+"""}
+
+def roll_ref_for(day:date, local_symbol:str) -> str: return f"R{day:%Y%m%d}-{local_symbol}"
+
+@patch
+def rolls(self:PaperTradingRunner, day:date|None=None) -> dict[str, dict]:
+    "The rolls of trading date `day` (all if None), by roll ref."
+    ensure_schema(self.conn, "runner_rolls", ROLL_SCHEMA)
+    q, a = ("SELECT * FROM runner_rolls WHERE trading_date = ?", (day.isoformat(),)) if day else ("SELECT * FROM runner_rolls", ())
+    cur = self.conn.execute(q + " ORDER BY decided_utc", a); cols = [c[0] for c in cur.description]
+    return {r[0]: {**dict(zip(cols, r)), "report": json.loads(r[cols.index("report")])} for r in cur.fetchall()}
+
+# %% ../nbs/13_runner.ipynb #e956fb46
+@patch
+def _roll_row(self:PaperTradingRunner, day:date, sym:str, old, new, position:int) -> dict:
+    "The roll of `old` (held `position`) into `new` on `day`: decided once, then resumed as it was."
+    ref, hs = roll_ref_for(day, old.local_symbol), old.month.hard_stop if old.month else None
+    row = dict(roll_ref=ref, trading_date=day.isoformat(), symbol=sym, from_con_id=old.con_id, from_local=old.local_symbol,
+               to_con_id=new.con_id, to_local=new.local_symbol, position=position, kind="hard_stop" if hs and day >= hs else "roll",
+               status="out", out_ref=f"{ref}.OUT", in_ref=f"{ref}.IN", decided_utc=to_utc_iso(self.now()))
+    self.rolls(None)                                      # the table exists
+    with transaction(self.conn) as c:
+        c.execute(f"INSERT OR IGNORE INTO runner_rolls ({', '.join(row)}) VALUES ({', '.join('?'*len(row))})", tuple(row.values()))
+    return self.rolls(day)[ref]
+
+@patch
+def _set_roll(self:PaperTradingRunner, row:dict, **kw) -> dict:
+    if "report" in kw: kw["report"] = json.dumps(kw["report"], default=str)
+    with transaction(self.conn) as c:
+        c.execute(f"UPDATE runner_rolls SET {', '.join(f'{k} = ?' for k in kw)} WHERE roll_ref = ?", (*kw.values(), row["roll_ref"]))
+    return self.rolls(date.fromisoformat(row["trading_date"]))[row["roll_ref"]]
+
+# %% ../nbs/13_runner.ipynb #543cbe0c
+def _leg_why(name:str, local:str, got:int, want:int, rep:dict|None) -> str:
+    "Why a roll leg fell short ('' if it filled): its fills and the order manager's reasons."
+    if got >= want: return ""
+    rs = "; ".join((rep or {}).get("reasons") or (rep or {}).get("rejections") or [])
+    return f"{name} leg {local} filled {got} of {want}" + (f" ({rs})" if rs else "")
+
+@patch
+async def _roll_legs(self:PaperTradingRunner, row:dict, old, new) -> int:
+    "Route a roll's legs (old month first, then the new for what the old filled); returns the net contracts they moved the symbol by."
+    pos = row["position"]; sign = 1 if pos > 0 else -1
+    out_side, in_side = ("SELL", "BUY") if pos > 0 else ("BUY", "SELL")
+    out = await self._io(self.om.route, old, out_side, abs(pos), row["out_ref"], "patience")
+    n = int(round(out.filled)); rep = {"out": _report_dict(out)}
+    if row["status"] == "out": row = self._set_roll(row, status="in", in_quantity=n, report=rep)
+    n = int(row["in_quantity"] or 0)
+    got = 0
+    if n:
+        inn = await self._io(functools.partial(self.om.route, roll_credit=sign * n), new, in_side, n, row["in_ref"], "patience")
+        got, rep["in"] = int(round(inn.filled)), _report_dict(inn)
+    ok, closed = n == abs(pos) and got == n, n == abs(pos)
+    why = "; ".join(filter(None, (_leg_why("old", row["from_local"], n, abs(pos), rep["out"]), _leg_why("new", row["to_local"], got, n, rep.get("in")))))
+    row = self._set_roll(row, status="done" if ok else "failed", reason=why, report=rep)
+    self._emit("roll", roll_kind=row["kind"], **{k: row[k] for k in ("roll_ref", "symbol", "from_local", "to_local", "position", "status", "reason")})
+    if not ok: log.error("roll %s failed: %s", row["roll_ref"], why); self._emit("roll_failed", roll_ref=row["roll_ref"], symbol=row["symbol"], reason=why)
+    if row["kind"] == "hard_stop":
+        msg = (f"{row['from_local']}: {abs(pos)} contracts still held one business day before first notice: "
+               + ("closed and rolled" if ok else f"closed, but not rolled ({why})" if closed else f"NOT fully closed ({why}); close it by hand before first notice day"))
+        log.warning("hard stop %s", msg); self._emit("roll_hard_stop", roll_ref=row["roll_ref"], symbol=row["symbol"], ok=ok, message=msg)
+    return sign * (-n + got)
+
+# %% ../nbs/13_runner.ipynb #6d58280e
+@patch
+async def _roll(self:PaperTradingRunner, day:date, sym:str, qc, acct, s:dict) -> tuple[int, bool]:
+    "Roll every month of `sym` held in its roll window into `qc`; (net contracts moved, every roll done)."
+    net, done = 0, True
+    for row in [x for x in self.rolls(day).values() if x["symbol"] == sym and x["status"] in ("out", "in")]:
+        old = await self._io(self.broker.qualify, int(row["from_con_id"]))    # decided before a restart: finish it as it was
+        net += await self._roll_legs(row, old, qc)
+        row = self.rolls(day)[row["roll_ref"]]
+        s.setdefault("rolls", {}).setdefault(sym, []).append({k: row[k] for k in ("roll_ref", "from_local", "to_local", "position", "kind", "status", "reason")})
+        done = done and row["status"] == "done"
+    for cid, q in sorted(acct.symbol_positions(sym).items()):
+        if cid == qc.con_id or not round(q): continue
+        try: old = await self._io(self.broker.qualify, acct.contracts[cid])
+        except BrokerError as e:
+            s.setdefault("rolls", {}).setdefault(sym, []).append(dict(from_con_id=cid, status="failed", reason=str(e))); done = False; continue
+        if old.month is None or not old.month.in_roll_window(day): continue       # a later month held on purpose: not rolled back
+        row = self._roll_row(day, sym, old, qc, int(round(q)))
+        if row["status"] in ("done", "failed"):
+            if row["status"] == "failed": done = False
+            continue                                       # today's roll of this month is over: the next cycle tries again
+        net += await self._roll_legs(row, old, qc)
+        row = self.rolls(day)[row["roll_ref"]]
+        s.setdefault("rolls", {}).setdefault(sym, []).append({k: row[k] for k in ("roll_ref", "from_local", "to_local", "position", "kind", "status", "reason")})
+        done = done and row["status"] == "done"
+    return net, done
 
 # %% ../nbs/13_runner.ipynb #5a4e252d
 @patch
@@ -365,7 +472,8 @@ def _advance_once(self:PaperTradingRunner, day:date):
 
 @patch
 def _fills_of(self:PaperTradingRunner, day:date) -> int:
-    return self.conn.execute("SELECT COUNT(*) FROM journal_fills WHERE order_ref LIKE ?", (f"D{day:%Y%m%d}-%",)).fetchone()[0]
+    return self.conn.execute("SELECT COUNT(*) FROM journal_fills WHERE order_ref LIKE ? OR order_ref LIKE ?",
+                             (f"D{day:%Y%m%d}-%", f"R{day:%Y%m%d}-%")).fetchone()[0]
 
 # %% ../nbs/13_runner.ipynb #3ce71753
 @patch
@@ -394,6 +502,7 @@ async def _run_cycle(self:PaperTradingRunner, day:date|None=None) -> dict:
         s["targets"] = {r["symbol"]: {k: r[k] for k in ("position_before", "target", "side", "quantity", "parent_ref", "signal")} for r in rows}
         s["reports"] = await self._route_all(rows)
         if s["closed"]: failure, reason = "market_closed", "; ".join(s["closed"].values())
+        elif s.get("roll_blocked"): failure, reason = "rejected", "; ".join(s["roll_blocked"].values())
         elif any(r.get("status") in ("rejected", "refused") for r in s["reports"].values()):
             failure = "rejected"
             reason = "; ".join(f"{k}: {'; '.join(r['reasons'] or r['rejections'])}" for k, r in s["reports"].items() if r.get("status") in ("rejected", "refused"))

@@ -20,6 +20,7 @@ async def main(a) -> int:
     st = load_settings(env={}, cwd=a.state_dir).replace("paths", state_dir=Path(a.state_dir))
     st = st.replace("orders", patience_seconds=20.0, twap_duration_minutes=10.0, twap_participation_threshold=0.002)
     st = sim_settings(st.replace("risk", max_position=1.0), a.port)
+    if a.symbols: st = st.replace("trading", symbols=a.symbols.split(","))
     start = a.sim_epoch + (time.time() - a.wall_epoch) * a.time_scale
     clock = SimClock(mode="accelerated", start=datetime.fromtimestamp(start, timezone.utc), time_scale=a.time_scale)
     b = BrokerGateway(st, journal=FillJournal(a.state_dir), clock=clock, backoff_initial=0.05)
@@ -41,6 +42,7 @@ if __name__ == "__main__":
     ap.add_argument("--time-scale", type=float, required=True)
     ap.add_argument("--sim-epoch", type=float, required=True)
     ap.add_argument("--wall-epoch", type=float, required=True)
+    ap.add_argument("--symbols", default="", help="comma-separated symbols to trade (default: the settings')")
     a = ap.parse_args()
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     logging.getLogger("ib_async").setLevel(logging.CRITICAL)

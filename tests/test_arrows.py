@@ -52,9 +52,11 @@ ARROWS = {
     "broker":    {"journal"},
     "orders":    {"risk"},                                        # never broker: only through RiskGate
     "runner":    {"orders", "risk", "broker", "journal", "agent", "models"},   # it wires the gate that claims the broker
-    "rehearsal": {"runner", "broker", "journal", "agent", "market", GATEWAY, "gate", "reports"},   # above the runner, like cli
+    "rehearsal": {"runner", "broker", "journal", "agent", "market", GATEWAY, "gate", "reports", "service"},   # above the runner, like cli
     "reports":   {"journal", "reconcile", "drift", "agent", "gate"},   # the gate checklist in both reports
     "gate":      {"journal", "reconcile", "drift", "agent"},
+    "alerts":    set(),                                           # events in, apprise out: handed payloads, imports no room
+    "service":   {"runner", "broker", "journal", "risk", "alerts", "gate"},   # the long-running process around the runner
     "widgets":   ANY,
     "cli":       ANY,
 }
@@ -63,7 +65,7 @@ ARROWS = {
 NEVER = [
     (lambda src, dst: src == "orders" and dst == "broker", "orders reach the broker only through RiskGate"),
     (lambda src, dst: dst == "cli" and src != "cli", "nothing imports cli"),
-    (lambda src, dst: dst == "runner" and src not in ("runner", "rehearsal", "cli", "widgets"), "nothing below runner imports runner"),
+    (lambda src, dst: dst == "runner" and src not in ("runner", "rehearsal", "service", "cli", "widgets"), "nothing below runner imports runner"),
     (lambda src, dst: src == "market" and dst not in BASE, "market imports no hydra module but config/core"),
     (lambda src, dst: src == GATEWAY and dst not in BASE | {"market", GATEWAY},
      "the gateway imports only config/core, market and its own modules (an independent peer of the execution path)"),
@@ -171,7 +173,7 @@ def test_the_table_draws_no_forbidden_arrow():
             assert not [why for rule, why in NEVER if rule(src, dst)], (src, dst)
     assert ARROWS["orders"] == {"risk"} and ARROWS["risk"] == set() and ARROWS["market"] == set()
     assert set(ARROWS) == {"config", "core", "slippage", "risk", "journal", "reconcile", "market", GATEWAY, "drift",
-                           "models", "agent", "broker", "orders", "runner", "rehearsal", "reports", "gate", "widgets", "cli"}
+                           "models", "agent", "broker", "orders", "runner", "rehearsal", "reports", "gate", "alerts", "service", "widgets", "cli"}
 
 
 # --- the checker on synthetic packages: it must fail when someone adds a forbidden import -------------------------

@@ -21,10 +21,10 @@ DAY = "2026-10-19"
 
 
 class Runner:
-    def __init__(self, gt, state_dir):
+    def __init__(self, gt, state_dir, day=DAY, symbols=""):
         sim_epoch, wall_epoch = gt.call(lambda gw: (gw.clock.time(), time.time()))
-        cmd = [sys.executable, str(CLIENT), "--port", str(gt.port), "--state-dir", str(state_dir), "--day", DAY,
-               "--time-scale", str(SCALE), "--sim-epoch", repr(sim_epoch), "--wall-epoch", repr(wall_epoch)]
+        cmd = [sys.executable, str(CLIENT), "--port", str(gt.port), "--state-dir", str(state_dir), "--day", day,
+               "--time-scale", str(SCALE), "--sim-epoch", repr(sim_epoch), "--wall-epoch", repr(wall_epoch), "--symbols", symbols]
         self.p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy())
         self.lines, self.err = queue.Queue(), []
         threading.Thread(target=lambda: [self.lines.put(l.rstrip("\n")) for l in self.p.stdout], daemon=True).start()
@@ -91,6 +91,53 @@ def test_runner_killed_mid_cycle_and_restarted(isolated_env):
             assert st in ("done", "none") and (ref is None or before.get(sym) in (None, ref)), (sym, ref, before)
             if ref: assert sum(q for _, q, r in execs if (r or "").startswith(ref + ":")) <= qty
         assert (attempts, advanced) == (2, 1) and period is not None and json.loads(period[0]) == 1
+    finally:
+        for r in (first, second):
+            if r is not None: r.kill()
+        gt.stop()
+
+
+@pytest.mark.slow
+def test_runner_killed_mid_roll_and_restarted_finishes_the_roll_without_a_leg_twice(isolated_env):
+    "SIGKILL while the roll's old leg (ZOZ6) works; the restart resumes the same legs: December flat, nothing sent twice."
+    from ib_async import IB, LimitOrder, Future
+    from hydra_nb.gateway_server import book_of
+    state = isolated_env / "state"; state.mkdir()
+    day = "2026-11-20"                                                        # ZO's roll window opens (FND 2026-11-30)
+    clock = SimClock(mode="accelerated", start=datetime(2026, 11, 20, 14, 40, tzinfo=timezone.utc), time_scale=SCALE)
+    gt = GatewayThread(port=0, seed=21, clock=clock).start()
+    c = gt.call(lambda gw: next(x for x in gw.contracts if x.local_symbol == "ZOZ6"))
+    ask = gt.call(lambda gw: gw.market.quote(book_of(gw, c)).ask)
+    ib = IB(); ib.connect("127.0.0.1", gt.port, clientId=9, timeout=10)       # another client of the account holds 3 December
+    t = ib.placeOrder(Future(conId=c.con_id, exchange=c.exchange), LimitOrder("BUY", 3, round(ask + 8 * c.tick, 4)))
+    end = time.monotonic() + 10
+    while t.orderStatus.filled < 3 and time.monotonic() < end: ib.sleep(0.02)
+    ib.disconnect()
+    orders = lambda: gt.call(lambda gw: [(o.order_ref, o.status, o.filled, o.total_qty) for o in gw.orders.values() if o.client_id == 1])
+    first = second = None
+    try:
+        first = Runner(gt, state, day=day, symbols="ZO")
+        first.expect("READY")
+        wait_until(lambda: any(r.startswith("R20261120-ZOZ6.OUT:") for r, *_ in orders()), "the roll's old leg at the gateway")
+        first.kill()
+        refs_at_kill = [r for r, *_ in orders()]
+        second = Runner(gt, state, day=day, symbols="ZO")
+        s = json.loads(second.expect("DONE"))
+        second.p.wait(60)
+        assert s["status"] == "done", s
+        refs = [r for r, *_ in orders()]
+        assert len(refs) == len(set(refs)) and set(refs_at_kill) <= set(refs), refs      # no child order sent twice
+        execs = gt.call(lambda gw: [(e.exec_id, e.shares, e.order_ref) for e in gw.executions() if e.client_id == 1])
+        held = gt.call(lambda gw: {p.contract.local_symbol: p.qty for p in gw.ledger.positions.values() if p.qty})
+        with FillJournal(state) as j:
+            rolls = j.conn.execute("SELECT roll_ref, status, position, in_quantity FROM runner_rolls").fetchall()
+            target = j.conn.execute("SELECT target FROM runner_targets WHERE trading_date = ? AND symbol = 'ZO'", (day,)).fetchone()[0]
+            journal_ids = set(j.fills().exec_id)
+        assert rolls == [("R20261120-ZOZ6", "done", 3, 3)], rolls
+        for leg in ("R20261120-ZOZ6.OUT:", "R20261120-ZOZ6.IN:"):
+            assert sum(q for _, q, r in execs if (r or "").startswith(leg)) == 3, (leg, execs)   # each leg filled once, in full
+        assert journal_ids == {e for e, *_ in execs}
+        assert held.get("ZOZ6", 0) == 0 and held.get("ZOH7", 0) == target, (held, target)
     finally:
         for r in (first, second):
             if r is not None: r.kill()
