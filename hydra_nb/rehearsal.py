@@ -61,6 +61,7 @@ class Scenario:
     max_order_quantity: int = 120            # the account's per-order limits ([risk]): large enough for the largest targets
     max_order_notional: float = 2_000_000.0
     cost_prior: tuple|None = (0.83, 0.09)    # (spread share, k) the slippage model starts with (SIM_COST_PRIOR); None: the settings'
+    calibrate_after: int|None = None         # run hydra calibrate after this many trading days (the later ones predict with the fit); None: never
     def __post_init__(self):
         if not (isinstance(self.days, int) and 1 <= self.days <= 260): raise ValueError(f"days must be 1..260 (got {self.days!r})")
         if self.regime_switch_day is not None and not (isinstance(self.regime_switch_day, int) and 1 <= self.regime_switch_day < self.days):
@@ -168,11 +169,26 @@ def _prepare(sc:Scenario, r:PaperTradingRunner, j:FillJournal):
     "The scenario's slippage-model prior (version 1 unless one is stored) and its order sizes (set at each cycle's start)."
     if sc.cost_prior is not None and j.active_slippage_params() is None:
         j.record_slippage_params(*sc.cost_prior, n_fills=0, note="the rehearsal's prior (SIM_COST_PRIOR)", time=sc.start)
+    _learn(sc, r, j)
     if sc.order_sizes is None: return
     def sizes(kind, p):
         if kind == "cycle_start":
             r.settings = r.settings.replace("runner", max_contracts=day_size(sc, datetime.fromisoformat(p["trading_date"]).date()))
     r.listeners.insert(0, sizes)
+
+# %% ../nbs/15_rehearsal.ipynb #29bc6ef7
+def _learn(sc:Scenario, r:PaperTradingRunner, j:FillJournal, min_fills:int=10):
+    "With `sc.calibrate_after`: fit and store the slippage model after that many cycles (the later cycles predict with it)."
+    from hydra_nb.reconcile import calibrate
+    if sc.calibrate_after is None: return
+    seen = {"n": 0}
+    def learn(kind, p):
+        if kind != "cycle_end": return
+        seen["n"] += 1
+        if seen["n"] != sc.calibrate_after: return
+        out = calibrate(j, min_fills=min_fills, note=f"rehearsal: after {seen['n']} trading days")
+        log.info("calibrated after %d days: %s", seen["n"], out.get("stored") or out.get("message"))
+    r.listeners.append(learn)
 
 # %% ../nbs/15_rehearsal.ipynb #f714482f
 def rolls_line(state_dir) -> str:

@@ -200,3 +200,22 @@ def test_cli_calibrate_stores_a_version_the_next_parent_uses(tmp_path):
     (tmp_path / "hydra.db").write_bytes(b"not a database" * 100)
     for f in tmp_path.glob("hydra.db-*"): f.unlink()
     assert cal().returncode == 2
+
+
+@pytest.mark.slow
+def test_rehearsal_learns_its_slippage_model(tmp_path):
+    "A rehearsal with calibrate_after = 4: version 2 is fitted on the first four days' fills and predicts every parent after them."
+    import asyncio
+    from hydra_nb.rehearsal import SIM_COST_PRIOR, Scenario, rehearse
+    sc = Scenario(days=8, regime_switch_day=None, disconnects=0, calibrate_after=4)
+    asyncio.run(rehearse(sc, state_dir=tmp_path, progress=False))
+    with FillJournal(tmp_path) as j:
+        vs, parents = j.slippage_params().set_index("version"), j.parents()
+    assert list(vs.index) == [2, 1] and (vs.loc[1, "spread_share"], vs.loc[1, "impact_coefficient"]) == SIM_COST_PRIOR
+    v2 = vs.loc[2]
+    until = pd.Timestamp(v2.fitted_until)
+    assert v2.status == "active" and v2.n_fills >= 10 and until < parents.decided_utc.max()
+    late, early = parents[parents.decided_utc > until], parents[parents.decided_utc <= until]
+    assert len(late) >= 4 and len(early) >= 4, parents[["parent_ref", "decided_utc"]]
+    assert (late.spread_share == v2.spread_share).all() and (late.impact_coefficient == v2.impact_coefficient).all()
+    assert (early.spread_share == SIM_COST_PRIOR[0]).all() and (early.impact_coefficient == SIM_COST_PRIOR[1]).all()
