@@ -27,8 +27,7 @@ from .config import SYMBOL_CALENDARS
 from .config import exchange_year
 
 # %% ../nbs/14_gate.ipynb #57a93a83
-from dataclasses import replace
-from .reconcile import cluster_bias_ci, fit_execution_cost
+from .reconcile import fit_execution_cost
 
 # %% ../nbs/14_gate.ipynb #4f5b3501
 @dataclass(frozen=True)
@@ -151,8 +150,7 @@ def per_order(pairs:pd.DataFrame) -> pd.DataFrame:
 def judge_calibration(j:FillJournal, min_orders:int=20, n_boot:int=1000, min_fit:int=30) -> tuple:
     "(report over the second half's orders in ticks, fit on the first half's fills or None, split date)."
     pairs = j.slice_pairs()
-    first, second = split_period(pairs)[:2]
-    cut = split_period(pairs)[2]
+    first, second, cut = split_period(pairs)
     rc = SlippageReconciler(per_order(second) if len(second) else pd.DataFrame(columns=["predicted_slippage", "actual_slippage"]),
                             units="ticks", n_boot=n_boot, min_fills=min_orders)
     rep = rc.report_from_frame(rc.source)

@@ -21,7 +21,7 @@ from .slippage import UNITS, convert_slippage
 # %% auto #0
 __all__ = ['EXACT_BOOTSTRAP_LIMIT', 'BASES', 'DEFAULT_BUCKETS', 'bootstrap_bias_corr', 'fit_impact_coefficient',
            'ReconciliationReport', 'SlippageReconciler', 'add_cli_arguments', 'fill_summary', 'cli_run', 'CostFit',
-           'fit_execution_cost', 'add_calibrate_arguments', 'calibrate', 'calibrate_cli_run', 'cluster_bias_ci']
+           'fit_execution_cost', 'add_calibrate_arguments', 'calibrate', 'calibrate_cli_run']
 
 # %% ../nbs/05_reconcile.ipynb #6a1fb6ed
 def _pairs_in_units(df:pd.DataFrame, units:str) -> tuple[np.ndarray, np.ndarray]:
@@ -409,15 +409,3 @@ def calibrate_cli_run(args) -> int:
     print(f"  impact k      {f['impact_coefficient']:.3g}  [{f['impact_ci'][0]:.3g}, {f['impact_ci'][1]:.3g}]")
     print(f"stored as version {r['stored']['version']}: the next parents are predicted with it" if r["stored"] else "dry run: nothing stored")
     return 0
-
-# %% ../nbs/05_reconcile.ipynb #6692b619
-def cluster_bias_ci(p, a, groups, n_boot:int=1000, ci:float=0.95, rng=None) -> tuple[float, float]:
-    "Percentile interval of mean(a - p) when whole `groups` (slices) are resampled."
-    d = np.asarray(a, dtype=float) - np.asarray(p, dtype=float)
-    g = pd.factorize(np.asarray(groups))[0]
-    G = int(g.max()) + 1 if len(g) else 0
-    if G < 2: return _NAN2
-    sd, sn = np.bincount(g, d, G), np.bincount(g, None, G)
-    w = np.random.default_rng(rng).multinomial(G, np.full(G, 1/G), size=n_boot)
-    b = (w @ sd)/(w @ sn)
-    return tuple(float(x) for x in np.percentile(b, (100*(1 - ci)/2, 100*(1 + ci)/2)))
