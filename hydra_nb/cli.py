@@ -331,6 +331,10 @@ def _load(name):
         return None, None
     return getattr(m, adder, None), getattr(m, runner, None)
 
+# %% ../nbs/90_cli.ipynb #223a259d
+SUBCOMMANDS["calibrate"] = ("hydra_nb.reconcile", "add_calibrate_arguments", "calibrate_cli_run",
+                            "fit the slippage model on the journal's fills and store the version the next cycles predict with")
+
 # %% ../nbs/90_cli.ipynb #b78bd193
 def _available(name) -> bool:
     "Whether a subcommand's module exists in this build, found without importing it."

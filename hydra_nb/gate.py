@@ -19,12 +19,15 @@ from .reconcile import SlippageReconciler
 
 # %% auto #0
 __all__ = ['OPERATED', 'LOSS_BREAKERS', 'GATE_LINES', 'GateCheck', 'GateReport', 'check_days', 'check_calibration',
-           'check_self_healing', 'check_errors', 'check_breakers', 'check_reconnect', 'evaluate_gate',
-           'add_cli_arguments', 'cli_run']
+           'split_period', 'per_order', 'judge_calibration', 'check_self_healing', 'check_errors', 'check_breakers',
+           'check_reconnect', 'evaluate_gate', 'add_cli_arguments', 'cli_run']
 
 # %% ../nbs/14_gate.ipynb #e768bf43
 from .config import SYMBOL_CALENDARS
 from .config import exchange_year
+
+# %% ../nbs/14_gate.ipynb #57a93a83
+from .reconcile import fit_execution_cost
 
 # %% ../nbs/14_gate.ipynb #4f5b3501
 @dataclass(frozen=True)
@@ -92,17 +95,70 @@ def check_days(cyc:pd.DataFrame, need:int=28, calendars=None) -> GateCheck:
     return GateCheck("days", "days of continuous operation", best >= need, ev, f">= {need}", float(best))
 
 # %% ../nbs/14_gate.ipynb #0a650c5e
-def check_calibration(rep, min_fills:int=30, max_bias:float=0.5, min_corr:float=0.3, parent=None) -> GateCheck:
-    t = f"n >= {min_fills}, |bias| < {max_bias:g} ticks with its {rep.ci_level:.0%} interval inside, correlation > {min_corr:g}"
+def check_calibration(rep, min_fills:int=30, max_bias:float=0.5, min_corr:float=0.3, parent=None, fit=None, cut=None, unit:str="fills") -> GateCheck:
+    t = f"n >= {min_fills} {unit}, |bias| < {max_bias:g} ticks with its {rep.ci_level:.0%} interval inside, correlation > {min_corr:g}"
     if rep.n < min_fills:
-        return GateCheck("calibrated", "slippage model calibrated", False, f"not enough fills to judge ({rep.n} of {min_fills})", t, None)
+        return GateCheck("calibrated", "slippage model calibrated", False, f"not enough {unit} to judge ({rep.n} of {min_fills})", t, None)
     lo, hi = rep.bias_ci
     clo, chi = rep.correlation_ci
     ev = (f"bias {rep.bias:+.3f} ticks [{lo:+.3f}, {hi:+.3f}], correlation {rep.correlation:.3f} [{clo:.3f}, {chi:.3f}], "
-          f"k fitted {rep.impact_coefficient:.3g} vs {rep.model_impact_coefficient:.3g} configured, n = {rep.n} fills against their slice's arrival")
+          + (f"k fitted {rep.impact_coefficient:.3g} vs {rep.model_impact_coefficient:.3g} configured, " if unit == "fills" else "")
+          + f"n = {rep.n} {unit}" + (", each against its slices' arrivals" if unit == "orders" else " against their slice's arrival"))
     if parent is not None and parent.n: ev += f"; against the parent's arrival (drift included) bias {parent.bias:+.3f} ticks"
+    ev += _oos_evidence(fit, cut)
     ok = abs(rep.bias) < max_bias and -max_bias < lo and hi < max_bias and rep.correlation > min_corr
+    if not ok: ev = f"{_why_not(rep, lo, hi, max_bias, min_corr)}: {ev}"
     return GateCheck("calibrated", "slippage model calibrated", bool(ok), ev, t, float(rep.bias))
+
+# %% ../nbs/14_gate.ipynb #73092f07
+def _why_not(rep, lo, hi, max_bias, min_corr) -> str:
+    "Which way a calibration line fails: a bias shown (its interval excludes 0), or not enough evidence either way."
+    if lo > 0 or hi < 0: return f"biased: the model is too {'cheap' if lo > 0 else 'dear'} (the interval excludes 0)"
+    if not (-max_bias < lo and hi < max_bias): return f"inconclusive: no bias shown, but the interval reaches past +-{max_bias:g} (too few or too noisy orders)"
+    return f"uninformative: unbiased, but correlation {rep.correlation:.2f} <= {min_corr:g}"
+
+# %% ../nbs/14_gate.ipynb #54686f1b
+def _oos_evidence(fit, cut) -> str:
+    "What the judged half is, and what a fit on the first half finds (the evidence of the out-of-sample calibration line)."
+    if cut is None: return ""
+    s = f"; judged on the second half (from {cut}), each prediction as journaled by the parameters then in force"
+    if fit is not None:
+        s += (f"; a fit on the first half finds spread share {fit.spread_share:.2f} [{fit.spread_share_ci[0]:.2f}, {fit.spread_share_ci[1]:.2f}], "
+              f"k {fit.impact_coefficient:.2f} [{fit.impact_ci[0]:.2f}, {fit.impact_ci[1]:.2f}]")
+    return s
+
+# %% ../nbs/14_gate.ipynb #635c159a
+def split_period(pairs:pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, date|None]:
+    "(first half, second half, first date of the second half) of the fills' trading dates (UTC dates of their times)."
+    if not len(pairs): return pairs, pairs, None
+    d = pd.to_datetime(pairs["time_utc"]).dt.date
+    days = sorted(d.unique())
+    if len(days) < 2: return pairs.iloc[:0], pairs, days[0]
+    cut = days[len(days)//2]
+    return pairs[d < cut], pairs[d >= cut], cut
+
+def per_order(pairs:pd.DataFrame) -> pd.DataFrame:
+    "One row per parent order: its fills' quantity-weighted predicted and actual slippage in ticks (each fill against its slice's arrival)."
+    t = pairs["tick_size"].to_numpy(dtype=float)
+    q = pairs["quantity"].to_numpy(dtype=float)
+    f = pd.DataFrame(dict(order=pairs["slice_ref"].str.rsplit(":", n=1).str[0], time_utc=pairs["time_utc"], q=q,
+                          qp=q*pairs["predicted_slippage"].to_numpy(dtype=float)/t, qa=q*pairs["actual_slippage"].to_numpy(dtype=float)/t))
+    g = f.groupby("order", sort=False).agg(time_utc=("time_utc", "min"), q=("q", "sum"), qp=("qp", "sum"), qa=("qa", "sum"))
+    return pd.DataFrame(dict(time_utc=g["time_utc"], quantity=g["q"], predicted_slippage=g["qp"]/g["q"], actual_slippage=g["qa"]/g["q"],
+                             tick_size=1.0), index=g.index)
+
+def judge_calibration(j:FillJournal, min_orders:int=20, n_boot:int=1000, min_fit:int=30) -> tuple:
+    "(report over the second half's orders in ticks, fit on the first half's fills or None, split date)."
+    pairs = j.slice_pairs()
+    first, second, cut = split_period(pairs)
+    rc = SlippageReconciler(per_order(second) if len(second) else pd.DataFrame(columns=["predicted_slippage", "actual_slippage"]),
+                            units="ticks", n_boot=n_boot, min_fills=min_orders)
+    rep = rc.report_from_frame(rc.source)
+    fit = None
+    if len(first) >= min_fit:
+        try: fit = fit_execution_cost(first.assign(quantity=first["slice_quantity"]), n_boot=n_boot, rng=0)
+        except ValueError: fit = None
+    return rep, fit, cut
 
 # %% ../nbs/14_gate.ipynb #aa77a1b2
 def check_self_healing(conn) -> GateCheck:
@@ -166,7 +222,7 @@ def check_reconnect(conn) -> GateCheck:
     return GateCheck("reconnect", "automatic reconnect observed", len(back) >= 1, ev, ">= 1", float(len(back)))
 
 # %% ../nbs/14_gate.ipynb #5cf6451f
-def evaluate_gate(state_dir, min_days:int=28, min_fills:int=30) -> GateReport:
+def evaluate_gate(state_dir, min_days:int=28, min_fills:int=30, min_orders:int=20) -> GateReport:
     "Every gate condition from the data in `state_dir`; a missing state database fails every line, naming it."
     d = Path(state_dir).expanduser()
     p = state_db_path(d)
@@ -175,9 +231,9 @@ def evaluate_gate(state_dir, min_days:int=28, min_fills:int=30) -> GateReport:
         return GateReport([GateCheck(k, c, False, why, t) for k, c, t in GATE_LINES], str(d))
     with FillJournal(d) as j:
         conn, cyc = j.conn, _cycles(j.conn)
-        rep = SlippageReconciler(j, units="ticks", n_boot=1000, min_fills=min_fills, basis="slice").reconcile()
-        par = SlippageReconciler(j, units="ticks", n_boot=0, min_fills=min_fills).reconcile()
-        checks = [check_days(cyc, min_days), check_calibration(rep, min_fills, parent=par), check_self_healing(conn),
+        rep, fit, cut = judge_calibration(j, min_orders)
+        par = SlippageReconciler(j, units="ticks", n_boot=0, min_fills=min_fills).reconcile(since=cut)
+        checks = [check_days(cyc, min_days), check_calibration(rep, min_orders, parent=par, fit=fit, cut=cut, unit="orders"), check_self_healing(conn),
                   check_errors(conn, cyc), check_breakers(cyc), check_reconnect(conn)]
     return GateReport(checks, str(d))
 

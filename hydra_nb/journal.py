@@ -19,7 +19,8 @@ from .core import (StateDBError, as_utc_iso, child_ref, ensure_schema, finite, o
 from .slippage import DEFAULT_IMPACT_COEFFICIENT, estimate_slippage, implementation_shortfall, side_sign
 
 # %% auto #0
-__all__ = ['MARKET_DATA_TYPES', 'JOURNAL_MIGRATIONS', 'SCHEMA_VERSION', 'FillRecord', 'FillJournal', 'risk_decision_row']
+__all__ = ['MARKET_DATA_TYPES', 'JOURNAL_MIGRATIONS', 'SCHEMA_VERSION', 'SLIPPAGE_MODEL_MIGRATIONS', 'FillRecord', 'FillJournal',
+           'risk_decision_row']
 
 # %% ../nbs/04_journal.ipynb #a273206e
 _POS, _NONNEG, _ANY = (True, False), (True, True), (False, False)   # `finite`'s (positive, allow_zero)
@@ -156,6 +157,18 @@ _INSERT = (f"INSERT INTO journal_fills ({', '.join(_COLS)}, recorded_utc) VALUES
 def _row(self:FillRecord) -> tuple:
     return tuple(self.time_utc if c == "time_utc" else getattr(self, c) for c in _COLS)
 
+# %% ../nbs/04_journal.ipynb #877826cc
+# the slippage model's own tables (see "The slippage model's parameters, versioned" below)
+SLIPPAGE_MODEL_MIGRATIONS = {1: """
+ALTER TABLE journal_parents ADD COLUMN spread_share REAL NOT NULL DEFAULT 1.0;
+CREATE TABLE slippage_params (version INTEGER PRIMARY KEY, created_utc TEXT NOT NULL, status TEXT NOT NULL CHECK (status IN ('active','archived')),
+  spread_share REAL NOT NULL, impact_coefficient REAL NOT NULL, spread_share_lo REAL, spread_share_hi REAL, impact_lo REAL, impact_hi REAL,
+  n_fills INTEGER NOT NULL, fitted_from TEXT, fitted_until TEXT, basis TEXT, note TEXT);
+CREATE UNIQUE INDEX slippage_params_one_active ON slippage_params (status) WHERE status = 'active'
+"""}
+_SP_COLS = ("version", "created_utc", "status", "spread_share", "impact_coefficient", "spread_share_lo", "spread_share_hi", "impact_lo",
+            "impact_hi", "n_fills", "fitted_from", "fitted_until", "basis", "note")
+
 # %% ../nbs/04_journal.ipynb #f43e8b9f
 class FillJournal:
     "Fills, commissions, order events and risk decisions in the shared state database (WAL)."
@@ -167,6 +180,7 @@ class FillJournal:
         self._conn = open_state_db(self.path, timeout=timeout, synchronous=synchronous, verify=verify)
         try:
             self.schema_version = ensure_schema(self._conn, "journal", JOURNAL_MIGRATIONS)
+            ensure_schema(self._conn, "slippage_model", SLIPPAGE_MODEL_MIGRATIONS)
         except BaseException:
             self._conn.close(); raise
 
@@ -366,23 +380,23 @@ def risk_decisions(self:FillJournal, symbol:str|None=None, since=None, until=Non
 
 # %% ../nbs/04_journal.ipynb #d646dd1b
 _PARENT_COLS = ("parent_ref", "decided_utc", "symbol", "con_id", "side", "quantity", "tactic", "arrival_mid", "spread", "adv",
-                "daily_vol", "tick_size", "multiplier", "impact_coefficient", "predicted_slippage", "price_magnifier", "market_data_type")
+                "daily_vol", "tick_size", "multiplier", "impact_coefficient", "predicted_slippage", "price_magnifier", "market_data_type", "spread_share")
 
 # %% ../nbs/04_journal.ipynb #78daf82f
 @patch
 def record_parent(self:FillJournal, parent_ref:str, time, symbol:str, side:str, quantity, arrival_mid, spread, adv, daily_vol,
                   tick_size, multiplier=1.0, impact_coefficient=DEFAULT_IMPACT_COEFFICIENT, con_id=None, tactic=None,
-                  price_magnifier=1.0, market_data_type=None) -> dict:
+                  price_magnifier=1.0, market_data_type=None, spread_share=1.0) -> dict:
     "Record a parent order's decision context (first one wins); return the stored row as a dict. Money is price / `price_magnifier` x `multiplier`."
     child_ref(parent_ref, 0, 0)
     sd = "BUY" if side_sign(side) > 0 else "SELL"
     v = {k: finite(k, x, positive=True, allow_zero=z) for k, x, z in (("quantity", quantity, False), ("arrival_mid", arrival_mid, False),
          ("spread", spread, True), ("adv", adv, True), ("daily_vol", daily_vol, True), ("tick_size", tick_size, False),
          ("multiplier", multiplier, False), ("impact_coefficient", impact_coefficient, True), ("price_magnifier", price_magnifier, False))}
-    pred = estimate_slippage(v["quantity"], v["adv"], v["spread"], v["daily_vol"], v["impact_coefficient"])
+    pred = estimate_slippage(v["quantity"], v["adv"], v["spread"], v["daily_vol"], v["impact_coefficient"], spread_share)
     row = (parent_ref, as_utc_iso("time", time), symbol, None if con_id is None else int(con_id), sd, v["quantity"], tactic,
            v["arrival_mid"], v["spread"], v["adv"], v["daily_vol"], v["tick_size"], v["multiplier"], v["impact_coefficient"], pred,
-           v["price_magnifier"], market_data_type)
+           v["price_magnifier"], market_data_type, float(spread_share))
     with self._lock, transaction(self.conn) as c:
         c.execute(f"INSERT INTO journal_parents ({', '.join(_PARENT_COLS)}) VALUES ({', '.join('?' * len(_PARENT_COLS))}) "
                   "ON CONFLICT(parent_ref) DO NOTHING", row)
@@ -431,7 +445,7 @@ def record_slice(self:FillJournal, slice_ref:str, time, quantity, arrival_mid, s
     if p is None or not no.isdigit(): raise ValueError(f"slice_ref must be 'parent:slice' of a recorded parent (got {slice_ref!r})")
     v = {k: finite(k, x, positive=True, allow_zero=z) for k, x, z in (("quantity", quantity, False), ("arrival_mid", arrival_mid, False),
          ("spread", spread, True), ("adv", adv, True), ("daily_vol", daily_vol, True))}
-    pred = estimate_slippage(v["quantity"], v["adv"], v["spread"], v["daily_vol"], p["impact_coefficient"])
+    pred = estimate_slippage(v["quantity"], v["adv"], v["spread"], v["daily_vol"], p["impact_coefficient"], p["spread_share"])
     row = (slice_ref, parent_ref, as_utc_iso("time", time), v["quantity"], v["arrival_mid"], v["spread"], v["adv"], v["daily_vol"], pred)
     with self._lock, transaction(self.conn) as c:
         c.execute(f"INSERT INTO journal_slices ({', '.join(_SLICE_COLS)}) VALUES ({', '.join('?' * len(_SLICE_COLS))}) "
@@ -442,7 +456,7 @@ def record_slice(self:FillJournal, slice_ref:str, time, quantity, arrival_mid, s
 # %% ../nbs/04_journal.ipynb #171ca451
 @patch
 def slice_pairs(self:FillJournal, symbol:str|None=None, since=None, until=None) -> pd.DataFrame:
-    "Fills against their slice's arrival: the `slippage_pairs` columns with the slice's mid, spread, ADV, volatility, prediction and `slice_quantity`."
+    "Fills against their slice's arrival: the `slippage_pairs` columns with the slice's mid, spread, ADV, volatility, prediction, `slice_quantity` and `slice_ref`."
     w, a = _where(symbol, since, until)
     f = _frame(self, f"SELECT exec_id, time_utc, symbol, side, quantity, price, order_ref FROM journal_fills{w} ORDER BY time_utc, rowid", a)
     s = _frame(self, "SELECT s.slice_ref, s.arrival_mid, s.spread, s.adv, s.daily_vol, p.tick_size, p.impact_coefficient, "
@@ -452,4 +466,43 @@ def slice_pairs(self:FillJournal, symbol:str|None=None, since=None, until=None) 
     df = f.merge(s, on="slice_ref", how="inner", sort=False)
     df["actual_slippage"] = np.where(df["side"] == "BUY", 1.0, -1.0) * (df["price"].astype(float) - df["arrival_mid"].astype(float))
     df["participation"] = df["slice_quantity"].astype(float) / df["adv"].astype(float).clip(lower=1.0)
-    return df.drop(columns=["order_ref", "slice_ref"]).reset_index(drop=True)
+    return df.drop(columns=["order_ref"]).reset_index(drop=True)
+
+# %% ../nbs/04_journal.ipynb #9aaf2e0d
+@patch
+def record_slippage_params(self:FillJournal, spread_share, impact_coefficient, n_fills:int, spread_share_ci=(None, None),
+                           impact_ci=(None, None), fitted_from=None, fitted_until=None, basis:str="slice", note:str="", time=None) -> dict:
+    "Store a fitted (spread share, k) as a new active version (the previous one archived); return its row."
+    a = finite("spread_share", spread_share)
+    if not -1 <= a <= 3: raise ValueError(f"spread_share must be in [-1, 3] (got {spread_share!r})")
+    k = finite("impact_coefficient", impact_coefficient, positive=True, allow_zero=True)
+    opt = lambda n, x: None if x is None else finite(n, x)
+    t = lambda n, x: None if x is None else as_utc_iso(n, x)
+    row = (utcnow_iso() if time is None else as_utc_iso("time", time), "active", a, k, opt("spread_share_lo", spread_share_ci[0]),
+           opt("spread_share_hi", spread_share_ci[1]), opt("impact_lo", impact_ci[0]), opt("impact_hi", impact_ci[1]), int(n_fills),
+           t("fitted_from", fitted_from), t("fitted_until", fitted_until), basis, note)
+    with self._lock, transaction(self.conn) as c:
+        c.execute("UPDATE slippage_params SET status = 'archived' WHERE status = 'active'")
+        v = c.execute(f"INSERT INTO slippage_params ({', '.join(_SP_COLS[1:])}) VALUES ({', '.join('?'*(len(_SP_COLS) - 1))})", row).lastrowid
+    return self.slippage_params().set_index("version").loc[v].to_dict() | {"version": v}
+
+@patch
+def slippage_params(self:FillJournal) -> pd.DataFrame:
+    "Every stored version of the slippage model's parameters, newest first."
+    return _frame(self, f"SELECT {', '.join(_SP_COLS)} FROM slippage_params ORDER BY version DESC", ())
+
+@patch
+def active_slippage_params(self:FillJournal) -> dict|None:
+    "The active version (what the next parents are predicted with), or None: the settings' own."
+    rows, cols = self._rows(f"SELECT {', '.join(_SP_COLS)} FROM slippage_params WHERE status = 'active'")
+    return dict(zip(cols, rows[0])) if rows else None
+
+@patch
+def activate_slippage_params(self:FillJournal, version:int) -> dict:
+    "Make a stored version the active one again (a rollback); the others are archived."
+    with self._lock, transaction(self.conn) as c:
+        if c.execute("SELECT 1 FROM slippage_params WHERE version = ?", (int(version),)).fetchone() is None:
+            raise ValueError(f"no slippage parameters version {version}")
+        c.execute("UPDATE slippage_params SET status = 'archived' WHERE status = 'active'")
+        c.execute("UPDATE slippage_params SET status = 'active' WHERE version = ?", (int(version),))
+    return self.active_slippage_params()

@@ -21,7 +21,8 @@ from .core import finite
 __all__ = ['DEFAULT_INSTRUMENTS', 'REGIME_PARAMS', 'REGIMES', 'PULL_KAPPA', 'DEFAULT_START', 'DEPTH_CONST', 'MAX_WALK_LEVELS',
            'MONTH_CARRY', 'MONTH_THIN', 'Session', 'Instrument', 'get_instrument', 'Regime', 'as_regime',
            'PriceProcess', 'simulate_daily_bars', 'sign_hit_rate', 'SimClock', 'Quote', 'Fill', 'Order',
-           'OrderRejected', 'Market', 'book_depth_unit', 'MonthProcess']
+           'OrderRejected', 'Market', 'book_depth_unit', 'walk_depth_ticks', 'taker_cost_ticks', 'passive_flow_rate',
+           'MonthProcess']
 
 # %% ../nbs/06_market.ipynb #f11da299
 import functools
@@ -743,6 +744,30 @@ def _take(self:Market, b:_Book, o:Order, t:float, k:int) -> list[Fill]:
     if buy: b.dep_ask += n
     else: b.dep_bid += n
     return [self._fill(b, o, q, px, t, "taker") for px, q in lv]
+
+# %% ../nbs/06_market.ipynb #92001a79
+def _walk_fixed(q:float, touch:float, c:float) -> float:
+    left, i, tot, size = q, 0, 0.0, touch
+    while left > 1e-12:
+        take = min(left, size); tot += i*take; left -= take; i += 1; size = max(1.0, c*(i + 1))
+    return tot/q
+
+def walk_depth_ticks(q, depth_unit:float, touch_spread:tuple=(0.5, 1.5), n:int=41) -> float:
+    "W: average ticks beyond the touch a taker of `q` reaches: touch of u*c contracts (u uniform in `touch_spread`, rounded, >= 1), level i of c*(i+1)."
+    q, c = finite("q", q, positive=True, allow_zero=True), finite("depth_unit", depth_unit, positive=True)
+    if q == 0: return 0.0
+    return float(np.mean([_walk_fixed(q, max(1, round(c*u)), c) for u in np.linspace(*touch_spread, n)]))
+
+def taker_cost_ticks(inst:Instrument, q, price:float|None=None, multiplier:float=1.0) -> float:
+    "The ground truth: expected cost per contract in ticks vs the mid of a marketable order of `q` on a fresh book of `inst` at `price`."
+    p = inst.start_price if price is None else finite("price", price, positive=True)
+    return finite("multiplier", multiplier, positive=True)*(inst.spread_ticks/2 + walk_depth_ticks(q, book_depth_unit(inst, p)))
+
+def passive_flow_rate(inst:Instrument, u:float, adv:float|None=None, multiplier:float=1.0) -> float:
+    "Taker contracts per second hitting one side at session fraction `u` in [-1, 1] (the resting orders' fill rate before queue)."
+    if not -1 <= u <= 1: raise ValueError(f"u must be in [-1, 1] (open to close; got {u!r})")
+    v = inst.adv if adv is None else finite("adv", adv, positive=True)
+    return v/(2*finite("multiplier", multiplier, positive=True)*inst.session_seconds)*(1 + 3*u*u)/2
 
 # %% ../nbs/06_market.ipynb #580c1a50
 @patch

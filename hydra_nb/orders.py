@@ -318,7 +318,7 @@ async def route(self:OrderManager, what, side, quantity, parent_ref:str|None=Non
         rep.status, rep.reasons = "refused", [why]; self.reports.append(rep); return rep
     p = self.broker.register_parent(parent_ref=ref, time=now, symbol=qc.symbol, side=side, quantity=qty, arrival_mid=snap.mid,
                                     spread=snap.spread, adv=snap.adv, daily_vol=snap.daily_vol, tick_size=qc.tick_size,
-                                    multiplier=qc.multiplier, impact_coefficient=self.k, con_id=qc.con_id, tactic=tac,
+                                    multiplier=qc.multiplier, **self.cost_model(), con_id=qc.con_id, tactic=tac,
                                     price_magnifier=getattr(qc, "price_magnifier", 1.0))
     if roll_credit:                      # a roll's new leg: the gate judges it with the contracts its old leg closed (risk.OrderContext.roll_credit)
         self.roll_credits = getattr(self, "roll_credits", {})
@@ -328,6 +328,17 @@ async def route(self:OrderManager, what, side, quantity, parent_ref:str|None=Non
     try: end = (await self.broker.snapshot(qc, timeout=2.0)).mid
     except Exception: end = p["arrival_mid"]                     # no quote now: the unfilled rest is marked at arrival
     return self._finish(rep, end)
+
+# %% ../nbs/09_orders.ipynb #7714975d
+@patch
+def cost_model(self:OrderManager) -> dict:
+    "The slippage model's parameters the next parent is predicted with: the journal's active version, else the settings'."
+    j = getattr(self.broker, "journal", None)
+    if getattr(self, "use_calibration", True) and j is not None and hasattr(j, "active_slippage_params"):
+        try: v = j.active_slippage_params()
+        except Exception as e: v = None; log.error("could not read the slippage model's parameters: %s; using the configured k", e)
+        if v: return dict(impact_coefficient=float(v["impact_coefficient"]), spread_share=float(v["spread_share"]))
+    return dict(impact_coefficient=self.k, spread_share=1.0)
 
 # %% ../nbs/09_orders.ipynb #caa1f4b2
 def plan_rng(parent_ref:str):

@@ -20,7 +20,8 @@ from .slippage import UNITS, convert_slippage
 
 # %% auto #0
 __all__ = ['EXACT_BOOTSTRAP_LIMIT', 'BASES', 'DEFAULT_BUCKETS', 'bootstrap_bias_corr', 'fit_impact_coefficient',
-           'ReconciliationReport', 'SlippageReconciler', 'add_cli_arguments', 'fill_summary', 'cli_run']
+           'ReconciliationReport', 'SlippageReconciler', 'add_cli_arguments', 'fill_summary', 'cli_run', 'CostFit',
+           'fit_execution_cost', 'add_calibrate_arguments', 'calibrate', 'calibrate_cli_run']
 
 # %% ../nbs/05_reconcile.ipynb #6a1fb6ed
 def _pairs_in_units(df:pd.DataFrame, units:str) -> tuple[np.ndarray, np.ndarray]:
@@ -315,3 +316,96 @@ def cli_run(args) -> int:
         if len(summ): print(summ.to_string(index=False))
         if args.reconcile: _print_report(r, ok, why, buckets)
     return 0 if ok else 1
+
+# %% ../nbs/05_reconcile.ipynb #77a4a364
+@dataclass(frozen=True)
+class CostFit:
+    "Least-squares (spread share, impact coefficient) of the execution-cost model, with cluster-bootstrap intervals."
+    spread_share: float
+    impact_coefficient: float
+    spread_share_ci: tuple
+    impact_ci: tuple
+    n: int
+    n_groups: int
+    ci_level: float = 0.95
+    clipped: bool = False
+    def to_dict(self) -> dict: return asdict(self)
+
+def _cost_design(df:pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    "Regressors [s/2, sigma*sqrt(q/ADV)] and actual slippage, per fill, in ticks (price units where no tick size is known)."
+    tick = df["tick_size"].to_numpy(dtype=float) if "tick_size" in df else np.ones(len(df))
+    tick = np.where(np.isfinite(tick) & (tick > 0), tick, 1.0)
+    q, adv = df["quantity"].to_numpy(dtype=float), df["adv"].to_numpy(dtype=float)
+    X = np.stack([df["spread"].to_numpy(dtype=float)/2, df["daily_vol"].to_numpy(dtype=float)*np.sqrt(q/np.maximum(adv, 1.0))], axis=1)/tick[:, None]
+    return X, df["actual_slippage"].to_numpy(dtype=float)/tick
+
+# %% ../nbs/05_reconcile.ipynb #5e561b4b
+def fit_execution_cost(df:pd.DataFrame, groups=None, n_boot:int=1000, ci:float=0.95, rng=None) -> CostFit:
+    "Fit `actual = a*s/2 + k*sigma*sqrt(q/ADV)` over the fills of `df` (slice basis); intervals by resampling `groups` (default: the slice, else symbol x day)."
+    X, y = _cost_design(df)
+    ok = np.isfinite(X).all(1) & np.isfinite(y)
+    if groups is None: groups = df["slice_ref"] if "slice_ref" in df else \
+        (df["symbol"].astype(str) + "|" + pd.to_datetime(df["time_utc"]).dt.strftime("%Y-%m-%d") if len(df) else [])
+    g = pd.factorize(np.asarray(groups)[ok])[0] if ok.any() else np.zeros(0, int)
+    X, y = X[ok], y[ok]
+    if len(y) < 3 or np.linalg.matrix_rank(X) < 2: raise ValueError(f"too few fills to fit the execution-cost model ({len(y)}, or no variation in size)")
+    G = g.max() + 1
+    xx = np.zeros((G, 2, 2)); np.add.at(xx, g, X[:, :, None]*X[:, None, :])
+    xy = np.zeros((G, 2)); np.add.at(xy, g, X*y[:, None])
+    beta = np.linalg.solve(xx.sum(0), xy.sum(0))
+    rng = np.random.default_rng(rng)
+    w = rng.multinomial(G, np.full(G, 1/G), size=n_boot).astype(float)                  # how often each parent is drawn
+    A, b = np.einsum("bg,gij->bij", w, xx), w @ xy
+    good = np.linalg.det(A) > 1e-12*np.abs(np.linalg.det(xx.sum(0)))
+    bb = np.linalg.solve(A[good], b[good][..., None])[..., 0]
+    lo, hi = 100*(1 - ci)/2, 100*(1 + ci)/2
+    a_ci, k_ci = (tuple(float(v) for v in np.percentile(bb[:, i], (lo, hi))) for i in (0, 1))
+    a, k = float(np.clip(beta[0], -1, 3)), float(max(beta[1], 0.0))
+    return CostFit(a, k, a_ci, k_ci, int(len(y)), int(G), ci, bool(a != beta[0] or k != beta[1]))
+
+# %% ../nbs/05_reconcile.ipynb #3f06c1ff
+def add_calibrate_arguments(p:argparse.ArgumentParser):
+    "Options of `hydra calibrate`."
+    p.add_argument("--since", type=_since_arg, metavar="DATE", help="fit on fills at or after DATE (UTC date or ISO time)")
+    p.add_argument("--until", type=_since_arg, metavar="DATE", help="fit on fills before DATE")
+    p.add_argument("--min-fills", type=int, default=30, help="store nothing below this many fills (default 30)")
+    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples of parents for the intervals (default 1000)")
+    p.add_argument("--dry-run", action="store_true", help="fit and show, store nothing")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+def calibrate(j:FillJournal, since=None, until=None, min_fills:int=30, n_boot:int=1000, store:bool=True, note:str="") -> dict:
+    "Fit the execution-cost model on `j`'s fills in [since, until) (slice basis) and store it as the active version; returns what happened."
+    df = j.slice_pairs(since=since, until=until)
+    before = j.active_slippage_params()
+    out = dict(n_fills=int(len(df)), stored=None, previous=before, fit=None)
+    if len(df) < min_fills: out["message"] = f"too few fills to calibrate: {len(df)} of {min_fills}"; return out
+    f = fit_execution_cost(df, n_boot=n_boot)
+    out["fit"] = f.to_dict()
+    if store:
+        out["stored"] = j.record_slippage_params(f.spread_share, f.impact_coefficient, f.n, f.spread_share_ci, f.impact_ci,
+                                                 df["time_utc"].min(), df["time_utc"].max(), "slice", note or f"hydra calibrate ({f.n_groups} slices)")
+    return out
+
+# %% ../nbs/05_reconcile.ipynb #0ff59ac0
+def calibrate_cli_run(args) -> int:
+    "`hydra calibrate`: fit the slippage model on the journal and store the version the next cycles use."
+    s = load_settings(getattr(args, "settings", None))
+    db = Path(s.state_dir)/"hydra.db"
+    if not db.exists(): print(f"hydra calibrate: no state database at {db} (no fills journaled yet)", file=sys.stderr); return 1
+    try:
+        with FillJournal(db) as j:
+            r = calibrate(j, args.since, args.until, args.min_fills, args.n_boot, store=not args.dry_run)
+    except (StateDBError, ValueError) as e:
+        print(f"hydra calibrate: {e}", file=sys.stderr); return 2
+    if args.json: print(json.dumps(r, indent=1, default=str)); return 0 if r["fit"] else 1
+    prev = r["previous"]
+    used = f"version {prev['version']}: spread share {prev['spread_share']:.3g}, k {prev['impact_coefficient']:.3g}" if prev else \
+        f"the settings' (spread share 1, k {s.orders.impact_coefficient:g})"
+    print(f"hydra calibrate   database: {db}\nparameters in force: {used}")
+    if not r["fit"]: print(r["message"]); return 1
+    f = r["fit"]
+    print(f"fit on {f['n']} fills in {f['n_groups']} slices (each fill against its slice's arrival, in ticks), {int(f['ci_level']*100)}% intervals:")
+    print(f"  spread share  {f['spread_share']:.3g}  [{f['spread_share_ci'][0]:.3g}, {f['spread_share_ci'][1]:.3g}]" + ("  (clipped to its range)" if f["clipped"] else ""))
+    print(f"  impact k      {f['impact_coefficient']:.3g}  [{f['impact_ci'][0]:.3g}, {f['impact_ci'][1]:.3g}]")
+    print(f"stored as version {r['stored']['version']}: the next parents are predicted with it" if r["stored"] else "dry run: nothing stored")
+    return 0

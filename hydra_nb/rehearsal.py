@@ -24,8 +24,9 @@ from .service import run_service, setup_logging
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'REVERSAL', 'Scenario', 'rehearsal_days', 'rehearsal_settings', 'plan_drops', 'RehearsalResult', 'rehearse',
-           'rolls_line', 'summary_lines', 'add_cli_arguments', 'cli_run', 'rehearsal_reports']
+__all__ = ['log', 'REVERSAL', 'SIM_COST_PRIOR', 'Scenario', 'rehearsal_days', 'rehearsal_settings', 'plan_drops',
+           'RehearsalResult', 'rehearse', 'day_size', 'rolls_line', 'summary_lines', 'add_cli_arguments', 'cli_run',
+           'rehearsal_reports']
 
 # %% ../nbs/15_rehearsal.ipynb #75899acd
 from zoneinfo import ZoneInfo
@@ -49,13 +50,18 @@ class Scenario:
     nightly_reset: str|None = "05:00"        # the gateway restarts daily at this (simulated UTC) time; None: never
     slippage_bias: float = 1.0               # the simulator's taker cost times this (1 = the market as is)
     time_scale: float = 600.0                # simulated seconds per wall second while a cycle trades
-    initial_cash: float = 1_000_000.0
+    initial_cash: float = 3_000_000.0
     max_position: float = 1.0
     max_daily_loss: float = -0.015
     max_drawdown: float = -0.10
     max_contracts: int = 16
     agent_window: int = 3
     start: datetime = datetime(2026, 10, 19, 13, 45, tzinfo=timezone.utc)   # Monday 08:45 in Chicago: the first cycle is at 09:00
+    order_sizes: tuple|None = (1, 120)       # each day's max_contracts, log-uniform in this range (see day_size); None: max_contracts every day
+    max_order_quantity: int = 120            # the account's per-order limits ([risk]): large enough for the largest targets
+    max_order_notional: float = 2_000_000.0
+    cost_prior: tuple|None = (0.83, 0.09)    # (spread share, k) the slippage model starts with (SIM_COST_PRIOR); None: the settings'
+    calibrate_after: int|None = None         # run hydra calibrate after this many trading days (the later ones predict with the fit); None: never
     def __post_init__(self):
         if not (isinstance(self.days, int) and 1 <= self.days <= 260): raise ValueError(f"days must be 1..260 (got {self.days!r})")
         if self.regime_switch_day is not None and not (isinstance(self.regime_switch_day, int) and 1 <= self.regime_switch_day < self.days):
@@ -77,6 +83,7 @@ def rehearsal_settings(sc:Scenario, state_dir, settings:Settings|None=None) -> S
     st = settings if settings is not None else load_settings()
     st = st.replace("paths", state_dir=Path(state_dir)).replace("trading", mode="paper")
     st = st.replace("risk", max_position=sc.max_position, max_daily_loss=sc.max_daily_loss, max_drawdown=sc.max_drawdown)
+    st = st.replace("risk", max_order_quantity=sc.max_order_quantity, max_order_notional=sc.max_order_notional)
     st = st.replace("runner", max_contracts=sc.max_contracts)
     return st
 
@@ -127,6 +134,7 @@ async def rehearse(sc:Scenario|None=None, state_dir=None, settings:Settings|None
             if kind == "target" and today.get("i") in drops and p.get("quantity"):
                 asyncio.get_running_loop().call_later(drops.pop(today["i"]), gw.faults.drop_all)
         r.listeners.append(on_event)
+        _prepare(sc, r, j)
         def after(i, s):
             bar.update(1); bar.set_postfix_str(_postfix(s), refresh=False)
         try:
@@ -147,6 +155,40 @@ def _bar(sc, progress):
 def _postfix(s:dict) -> str:
     eq = f"equity {s['equity']:,.0f}" if s.get("equity") else ""
     return f"{s['trading_date']} {s['status']} {eq} fills {s.get('fills', 0)} {s.get('trading_state', '')}".strip()
+
+# %% ../nbs/15_rehearsal.ipynb #f9e02771
+SIM_COST_PRIOR = Scenario.cost_prior  # (spread share, k): fitted on the pooled fills of reference rehearsals (seeds 7-9, multiplier 1)
+
+def day_size(sc:Scenario, day) -> int:
+    "The runner's max_contracts on trading date `day`: log-uniform in `sc.order_sizes`, from the seed and the date."
+    lo, hi = sc.order_sizes
+    u = np.random.default_rng([sc.seed, 29, day.toordinal()]).random()
+    return max(1, int(round(math.exp(math.log(lo) + u*(math.log(hi) - math.log(lo))))))
+
+def _prepare(sc:Scenario, r:PaperTradingRunner, j:FillJournal):
+    "The scenario's slippage-model prior (version 1 unless one is stored) and its order sizes (set at each cycle's start)."
+    if sc.cost_prior is not None and j.active_slippage_params() is None:
+        j.record_slippage_params(*sc.cost_prior, n_fills=0, note="the rehearsal's prior (SIM_COST_PRIOR)", time=sc.start)
+    _learn(sc, r, j)
+    if sc.order_sizes is None: return
+    def sizes(kind, p):
+        if kind == "cycle_start":
+            r.settings = r.settings.replace("runner", max_contracts=day_size(sc, datetime.fromisoformat(p["trading_date"]).date()))
+    r.listeners.insert(0, sizes)
+
+# %% ../nbs/15_rehearsal.ipynb #29bc6ef7
+def _learn(sc:Scenario, r:PaperTradingRunner, j:FillJournal, min_fills:int=10):
+    "With `sc.calibrate_after`: fit and store the slippage model after that many cycles (the later cycles predict with it)."
+    from hydra_nb.reconcile import calibrate
+    if sc.calibrate_after is None: return
+    seen = {"n": 0}
+    def learn(kind, p):
+        if kind != "cycle_end": return
+        seen["n"] += 1
+        if seen["n"] != sc.calibrate_after: return
+        out = calibrate(j, min_fills=min_fills, note=f"rehearsal: after {seen['n']} trading days")
+        log.info("calibrated after %d days: %s", seen["n"], out.get("stored") or out.get("message"))
+    r.listeners.append(learn)
 
 # %% ../nbs/15_rehearsal.ipynb #f714482f
 def rolls_line(state_dir) -> str:

@@ -27,10 +27,10 @@ from .gate import evaluate_gate
 # %% auto #0
 __all__ = ['TEMPLATES_DIR', 'OUTPUT_DIR', 'KINDS', 'MIN_FILLS', 'PAIR_COLS', 'CYCLE_COLS', 'SHORTFALL_COLS', 'AGENT_COLS',
            'WEEK_COLS', 'query', 'open_state', 'trading_day', 'load_pairs', 'bucket_labels', 'participation_bucket',
-           'fills_view', 'ReportRenderer', 'use_report_renderer', 'notice', 'enough', 'fig_predicted_vs_actual',
-           'fig_residuals', 'fig_calibration', 'breaker_table', 'fig_breakers', 'fig_equity', 'equity_section',
-           'load_cycles', 'default_as_of', 'parse_day', 'shortfalls', 'execution_drift', 'load_agent', 'drift_rows',
-           'Daily', 'daily_data', 'daily_header', 'fills_table', 'scatter_section', 'residual_section',
+           'fills_view', 'ReportRenderer', 'use_report_renderer', 'notice', 'enough', 'calibration_line',
+           'fig_predicted_vs_actual', 'fig_residuals', 'fig_calibration', 'breaker_table', 'fig_breakers', 'fig_equity',
+           'equity_section', 'load_cycles', 'default_as_of', 'parse_day', 'shortfalls', 'execution_drift', 'load_agent',
+           'drift_rows', 'Daily', 'daily_data', 'daily_header', 'fills_table', 'scatter_section', 'residual_section',
            'calibration_section', 'calibration_table', 'execution_table', 'rejections_table', 'breakers_section',
            'connections_table', 'agent_table', 'drift_table', 'gate_table', 'daily_key_figures', 'write_key_figures',
            'week_of', 'Weekly', 'week_table', 'weekly_data', 'experiments_table', 'fig_calibration_trend',
@@ -145,6 +145,22 @@ def enough(n:int, need:int=MIN_FILLS) -> Markdown|None:
     "None if `n` fills are enough, else the notice 'not enough fills yet (n of need)'."
     return None if n >= need else notice(f"not enough fills yet ({n} of {need})")
 
+# %% ../nbs/16_reports.ipynb #ca16757b
+def calibration_line(p, a, n_boot:int=300, ci:float=0.95, seed:int=0, points:int=40) -> dict:
+    "Least-squares line a = c + b*p over the fills, with a percentile bootstrap band on a grid over p's range."
+    p, a = np.asarray(p, dtype=float), np.asarray(a, dtype=float)
+    ok = np.isfinite(p) & np.isfinite(a)
+    p, a = p[ok], a[ok]
+    if len(p) < 3 or np.ptp(p) == 0: return dict(x=np.array([]), y=np.array([]), lo=np.array([]), hi=np.array([]), slope=float("nan"), intercept=float("nan"))
+    fit = lambda pp, aa: np.polyfit(pp, aa, 1)
+    b, c = fit(p, a)
+    x = np.linspace(p.min(), p.max(), points)
+    idx = np.random.default_rng(seed).integers(0, len(p), size=(n_boot, len(p)))
+    bs = np.array([fit(p[i], a[i]) if np.ptp(p[i]) > 0 else (np.nan, np.nan) for i in idx])
+    ys = bs[:, :1]*x + bs[:, 1:]
+    q = (100*(1 - ci)/2, 100*(1 + ci)/2)
+    return dict(x=x, y=b*x + c, lo=np.nanpercentile(ys, q[0], axis=0), hi=np.nanpercentile(ys, q[1], axis=0), slope=float(b), intercept=float(c))
+
 # %% ../nbs/16_reports.ipynb #4500907a
 _COLORS = ["#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#B279A2"]
 _LAYOUT = dict(template="plotly_white", height=420, margin=dict(l=60, r=20, t=60, b=50), legend=dict(orientation="h", y=-0.18))
@@ -166,11 +182,25 @@ def fig_predicted_vs_actual(pairs:pd.DataFrame, day:pd.DataFrame|None=None, max_
     if day is not None and len(day):
         dp, da = _bps(day)
         fig.add_scatter(x=dp, y=da, mode="markers", name="today", marker=dict(size=11, color="rgba(0,0,0,0)", line=dict(width=2, color="#222")))
-    lo, hi = (float(np.nanmin(np.r_[p, a, 0])), float(np.nanmax(np.r_[p, a, 1]))) if len(p) else (0.0, 1.0)
-    fig.add_scatter(x=[lo, hi], y=[lo, hi], mode="lines", name="predicted = actual", line=dict(dash="dash", color="#888"))
+    ap, aa = _bps(pairs)
+    xlo, xhi = (float(np.nanmin(ap)), float(np.nanmax(ap))) if len(ap) else (0.0, 1.0)
+    pad = 0.08*(xhi - xlo) or 0.5*abs(xhi) or 1.0
+    xlo, xhi = xlo - pad, xhi + pad
+    fig.add_scatter(x=[xlo, xhi], y=[xlo, xhi], mode="lines", name="predicted = actual", line=dict(dash="dash", color="#888"))
+    cl = calibration_line(ap, aa, seed=seed)
+    if len(cl["x"]):
+        fig.add_scatter(x=np.r_[cl["x"], cl["x"][::-1]], y=np.r_[cl["hi"], cl["lo"][::-1]], fill="toself", mode="lines", line_width=0,
+                        fillcolor="rgba(228,87,86,0.18)", name="95% band", hoverinfo="skip")
+        fig.add_scatter(x=cl["x"], y=cl["y"], mode="lines", name=f"fitted: actual = {cl['intercept']:+.2f} + {cl['slope']:.2f} x predicted",
+                        line=dict(color=_COLORS[3], width=3))
+    ylo, yhi = (np.nanpercentile(aa, [1, 99]) if len(aa) else (0.0, 1.0))
+    ys = np.r_[ylo, yhi, xlo, xhi, cl["lo"], cl["hi"]]
+    ylo, yhi = float(np.nanmin(ys)), float(np.nanmax(ys))
+    ypad = 0.08*(yhi - ylo) or 1.0
     shown = f" ({len(show):,} of {n:,} shown)" if len(show) < n else ""
-    return fig.update_layout(title=f"Predicted vs actual slippage, {n:,} fills{shown}", xaxis_title="predicted (bps)",
-                             yaxis_title="actual (bps, positive = cost)", **_LAYOUT)
+    fit = f"; fitted slope {cl['slope']:.2f} (1 = calibrated)" if len(cl["x"]) else ""
+    return fig.update_layout(title=f"Predicted vs actual slippage, {n:,} fills{shown}{fit}", xaxis_title="predicted (bps)",
+                             yaxis_title="actual (bps, positive = cost)", xaxis_range=[xlo, xhi], yaxis_range=[ylo - ypad, yhi + ypad], **_LAYOUT)
 
 # %% ../nbs/16_reports.ipynb #22fc43ff
 def fig_residuals(pairs:pd.DataFrame) -> go.Figure:

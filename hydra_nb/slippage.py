@@ -31,15 +31,17 @@ def _arr(name:str, x, positive:bool=False) -> np.ndarray:
 # %% ../nbs/02_slippage.ipynb #855c3f17
 DEFAULT_IMPACT_COEFFICIENT = 0.1
 
-def estimate_slippage(order_size, daily_volume, spread, daily_volatility, impact_coefficient=DEFAULT_IMPACT_COEFFICIENT):
-    "Predicted per-unit cost `spread/2 + k*sigma*sqrt(q/max(ADV,1))`, in the units of `spread` and `daily_volatility`."
+def estimate_slippage(order_size, daily_volume, spread, daily_volatility, impact_coefficient=DEFAULT_IMPACT_COEFFICIENT, spread_share=1.0):
+    "Predicted per-unit cost `a*spread/2 + k*sigma*sqrt(q/max(ADV,1))` (`a` = `spread_share`, 1 = an aggressive order), in the units of `spread` and `daily_volatility`."
+    a = float(spread_share)
+    if not (math.isfinite(a) and -1 <= a <= 3): raise ValueError(f"spread_share must be in [-1, 3] (got {spread_share!r})")
     args = (order_size, daily_volume, spread, daily_volatility, impact_coefficient)
     names = ("order_size", "daily_volume", "spread", "daily_volatility", "impact_coefficient")
     if all(isinstance(a, (int, float, np.number)) for a in args):
-        q, v, s, sig, k = (finite(n, a, positive=True, allow_zero=True) for n, a in zip(names, args))
-        return s/2 + k*sig*math.sqrt(q/max(v, 1.0))
-    q, v, s, sig, k = (_arr(n, a) for n, a in zip(names, args))
-    out = s/2 + k*sig*np.sqrt(q/np.maximum(v, 1.0))
+        q, v, s, sig, k = (finite(n, x, positive=True, allow_zero=True) for n, x in zip(names, args))
+        return a*s/2 + k*sig*math.sqrt(q/max(v, 1.0))
+    q, v, s, sig, k = (_arr(n, x) for n, x in zip(names, args))
+    out = a*s/2 + k*sig*np.sqrt(q/np.maximum(v, 1.0))
     idx = next((a.index for a in args if isinstance(a, pd.Series)), None)
     return pd.Series(out, index=idx, name="predicted_slippage") if idx is not None else out
 

@@ -52,7 +52,7 @@ ARROWS = {
     "broker":    {"journal"},
     "orders":    {"risk"},                                        # never broker: only through RiskGate
     "runner":    {"orders", "risk", "broker", "journal", "agent", "models"},   # it wires the gate that claims the broker
-    "rehearsal": {"runner", "broker", "journal", "agent", "market", GATEWAY, "gate", "reports", "service"},   # above the runner, like cli
+    "rehearsal": {"runner", "broker", "journal", "agent", "market", GATEWAY, "gate", "reports", "service", "reconcile"},   # above the runner, like cli
     "reports":   {"journal", "reconcile", "drift", "agent", "gate"},   # the gate checklist in both reports
     "gate":      {"journal", "reconcile", "drift", "agent"},
     "alerts":    set(),                                           # events in, apprise out: handed payloads, imports no room

@@ -63,7 +63,7 @@ def test_tripled_fill_cost_fails_calibration(rehearsals):
     "The gate's calibration line fails with the simulator's costs tripled, and says so with its evidence."
     d, res = rehearsals["3"]
     cal = {c["key"]: c for c in res["gate"]["checks"]}["calibrated"]
-    assert not cal["passed"] and ("bias" in cal["evidence"] or "not enough fills" in cal["evidence"]), cal
+    assert not cal["passed"] and ("bias" in cal["evidence"] or "not enough orders" in cal["evidence"]), cal
     with FillJournal(d) as j:
         assert len(j.slice_pairs()) == len(j.fills()) > 0              # every fill is judged against its slice's arrival
 

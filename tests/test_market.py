@@ -263,3 +263,15 @@ def test_resting_fill_rate_follows_taker_flow():
     # ZO: ~3 lots ahead, taker sells ~ADV/2 over 17,400 s -> ~0.035 lots/s -> on the order of 100 s
     assert 20 <= waits["ZO"] <= 600
     assert waits["HE"] < waits["ZO"]
+
+
+@pytest.mark.parametrize("sym,sizes,mult", [("ZO", [1, 3, 10, 30, 120], 1.0), ("HE", [1, 20, 100, 500, 2000], 1.0), ("ZO", [3, 30], 2.5)])
+def test_taker_cost_follows_the_documented_ground_truth(sym, sizes, mult):
+    "The market notebook's formula (`taker_cost_ticks`: X times half the spread plus the average depth walked) is what a taker pays."
+    from hydra_nb.market import taker_cost_ticks
+    inst, out = _marketable_slippage(sym, sizes, n=150, seed=3, mult=mult)
+    for q in sizes:
+        slip, sig_p, spread = out[q]
+        truth = taker_cost_ticks(inst, q, price=sig_p / inst.daily_vol, multiplier=mult)
+        print(f"{sym} x{mult} qty={q}: measured {slip / inst.tick:.2f} ticks, ground truth {truth:.2f}")
+        assert slip / inst.tick == pytest.approx(truth, rel=0.15, abs=0.1), (q, slip / inst.tick, truth)

@@ -163,3 +163,59 @@ def test_cli_refuses_a_corrupt_database_and_leaves_it(tmp_path):
     r = run("--reconcile", state=state)
     assert r.returncode == 2 and "not a SQLite database" in r.stderr
     assert hashlib.sha256(db.read_bytes()).hexdigest() == before
+
+
+def _synthetic_slices(j, n_par=120, a=0.3, k=0.6, seed=3):
+    "Parents of one slice each whose fills cost a*s/2 + k*sigma*sqrt(q/ADV) plus noise, against the slice's arrival."
+    rng = np.random.default_rng(seed)
+    t0 = datetime(2026, 10, 19, 14, 30, tzinfo=timezone.utc)
+    for i in range(n_par):
+        q, t = int(np.exp(rng.uniform(0, np.log(40)))), t0 + timedelta(hours=6*i)
+        ref, s = f"P{i}", 0.25*rng.choice([1, 2])
+        j.record_parent(ref, t, "ZO", "BUY", q, 300.0, s, 1200, 6.0, 0.25, 5000)
+        j.record_slice(f"{ref}:0", t, q, 300.0, s, 1200, 6.0)
+        cost = a*s/2 + k*6.0*math.sqrt(q/1200) + rng.normal(0, 0.1)
+        j.record_fill(dict(exec_id=f"x{i}", time=t + timedelta(minutes=1), symbol="ZO", side="BUY", quantity=q, price=300.0 + cost,
+                           order_ref=f"{ref}:0:0"))
+
+
+def test_cli_calibrate_stores_a_version_the_next_parent_uses(tmp_path):
+    "`hydra calibrate` as an operator runs it: exit 1 without fills, 0 with a stored version; --json; a corrupt database is exit 2."
+    env = dict(os.environ, HYDRA_STATE_DIR=str(tmp_path))
+    cal = lambda *a: subprocess.run([str(HYDRA), "calibrate", *a], capture_output=True, text=True, env=env, timeout=60)
+    r = cal()
+    assert r.returncode == 1 and "no state database" in r.stderr
+    with FillJournal(tmp_path) as j: _synthetic_slices(j)
+    r = cal("--n-boot", "300")
+    assert r.returncode == 0 and "stored as version 1" in r.stdout, r.stdout + r.stderr
+    with FillJournal(tmp_path) as j:
+        v = j.active_slippage_params()
+        assert v["spread_share_lo"] < 0.3 < v["spread_share_hi"] and v["impact_lo"] < 0.6 < v["impact_hi"], v
+        p = j.record_parent("NEXT", "2026-12-01T15:00:00Z", "ZO", "BUY", 4, 300.0, 0.5, 1200, 6.0, 0.25, 5000,
+                            v["impact_coefficient"], spread_share=v["spread_share"])
+        assert p["predicted_slippage"] == pytest.approx(v["spread_share"]*0.25 + v["impact_coefficient"]*6.0*math.sqrt(4/1200))
+    r = cal("--json", "--dry-run", "--until", "2026-10-25")
+    d = json.loads(r.stdout)
+    assert r.returncode == 1 and d["stored"] is None and "too few fills" in d["message"]      # 24 fills before the 25th
+    (tmp_path / "hydra.db").write_bytes(b"not a database" * 100)
+    for f in tmp_path.glob("hydra.db-*"): f.unlink()
+    assert cal().returncode == 2
+
+
+@pytest.mark.slow
+def test_rehearsal_learns_its_slippage_model(tmp_path):
+    "A rehearsal with calibrate_after = 4: version 2 is fitted on the first four days' fills and predicts every parent after them."
+    import asyncio
+    from hydra_nb.rehearsal import SIM_COST_PRIOR, Scenario, rehearse
+    sc = Scenario(days=8, regime_switch_day=None, disconnects=0, calibrate_after=4)
+    asyncio.run(rehearse(sc, state_dir=tmp_path, progress=False))
+    with FillJournal(tmp_path) as j:
+        vs, parents = j.slippage_params().set_index("version"), j.parents()
+    assert list(vs.index) == [2, 1] and (vs.loc[1, "spread_share"], vs.loc[1, "impact_coefficient"]) == SIM_COST_PRIOR
+    v2 = vs.loc[2]
+    until = pd.Timestamp(v2.fitted_until)
+    assert v2.status == "active" and v2.n_fills >= 10 and until < parents.decided_utc.max()
+    late, early = parents[parents.decided_utc > until], parents[parents.decided_utc <= until]
+    assert len(late) >= 4 and len(early) >= 4, parents[["parent_ref", "decided_utc"]]
+    assert (late.spread_share == v2.spread_share).all() and (late.impact_coefficient == v2.impact_coefficient).all()
+    assert (early.spread_share == SIM_COST_PRIOR[0]).all() and (early.impact_coefficient == SIM_COST_PRIOR[1]).all()

@@ -7,7 +7,7 @@ import asyncio, json, os, sqlite3, subprocess, sys, tempfile
 from pathlib import Path
 import pytest
 from hydra_nb import reports as R
-from hydra_nb.rehearsal import Scenario, rehearse
+from hydra_nb.rehearsal import SIM_COST_PRIOR, Scenario, rehearse
 from browser import browse
 
 pytestmark = pytest.mark.slow
@@ -46,7 +46,7 @@ def test_daily_key_figures_match_the_state(state, rendered):
     summ = json.loads(db(state, "SELECT summary FROM runner_cycles WHERE trading_date = ?", (last,))[0][0])
     assert k["equity"] == summ["equity"] and set(k["breakers"]) == set(summ["breakers"])
     lo, hi = k["calibration"]["bias_ci"]
-    assert lo <= k["calibration"]["bias"] <= hi and k["calibration"]["k_model"] == 0.1
+    assert lo <= k["calibration"]["bias"] <= hi and k["calibration"]["k_model"] == SIM_COST_PRIOR[1]     # the rehearsal's prior predicted them
     assert set(k["gate"]["checks"]) == {"days", "calibrated", "self_healing", "errors", "breakers", "reconnect"} and k["gate"]["passed"] is False
     assert k["risk_rejections"] == db(state, "SELECT count(*) FROM journal_risk_decisions WHERE allowed = 0 AND order_ref LIKE ?", (f"D{day}-%",))[0][0]
 
