@@ -141,7 +141,8 @@ class AccountState:
     contracts: dict = field(default_factory=dict)   # conId -> the ib_async Contract of each position (symbol, localSymbol, expiry)
     def symbol_positions(self, symbol:str) -> dict:
         "conId -> contracts of every month of `symbol` held."
-        return {k: v for k, v in self.positions.items() if getattr(self.contracts.get(k), "symbol", None) == symbol}
+        return {k: v for k, v in self.positions.items() if getattr(self.contracts.get(k), "symbol", None) == symbol
+                and getattr(self.contracts.get(k), "secType", "FUT") in ("FUT", "")}      # futures only: an option on it is not its position
     @property
     def daily_pnl(self) -> float:
         "Today's P&L in account currency (what `OrderContext.daily_pnl` takes; the breaker divides by the day's start)."
@@ -695,7 +696,7 @@ def _asked(q) -> str:
 async def qualify(self:BrokerGateway, what) -> QualifiedContract:
     "A symbol ('ZO'), a CONTFUT, a month's contract or conId -> the `QualifiedContract` to trade today."
     if isinstance(what, QualifiedContract): return what
-    today = self.now().date()
+    today = self.now().astimezone(ZoneInfo(self.settings.schedule.timezone)).date()     # the trading date, as the runner's roll step counts it
     if isinstance(what, str):
         sym = what.strip().upper()
         if not sym: raise ValueError("symbol must be a non-empty string")

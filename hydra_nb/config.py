@@ -537,14 +537,19 @@ def last_trade_date(symbol:str, y:int, m:int, spec:InstrumentSettings|None=None,
     if spec.last_trade_rule == "10th_business_day": return days[9]
     return [d for d in days if d.day < 15][-1]
 
+def _dated(symbol:str, month:str, ltd:date, spec:InstrumentSettings) -> ContractMonth:
+    "A month's roll date and hard stop from its LTD and (physical) FND: whichever comes first rules."
+    cal, y, m = symbol_calendar(symbol, spec), int(month[:4]), int(month[4:6])
+    by_ltd = business_day_shift(cal, ltd, -spec.roll_days)
+    if spec.settlement != "physical": return ContractMonth(symbol, month, ltd, None, by_ltd, None)
+    fnd = business_days_of(cal, y - (m == 1), 12 if m == 1 else m - 1)[-1]
+    return ContractMonth(symbol, month, ltd, fnd, min(business_day_shift(cal, fnd, -spec.roll_days), by_ltd),
+                         min(business_day_shift(cal, fnd, -1), business_day_shift(cal, ltd, -1)))
+
 def contract_month(symbol:str, y:int, m:int, spec:InstrumentSettings|None=None) -> ContractMonth:
     "Month `y-m` of `symbol` with its LTD, FND, roll date and hard stop."
     spec = spec or DEFAULT_INSTRUMENT_SETTINGS.get(symbol) or InstrumentSettings()
-    cal, ltd = symbol_calendar(symbol, spec), last_trade_date(symbol, y, m, spec)
-    if spec.settlement == "physical":
-        fnd = business_days_of(cal, y - (m == 1), 12 if m == 1 else m - 1)[-1]
-        return ContractMonth(symbol, f"{y}{m:02d}", ltd, fnd, business_day_shift(cal, fnd, -spec.roll_days), business_day_shift(cal, fnd, -1))
-    return ContractMonth(symbol, f"{y}{m:02d}", ltd, None, business_day_shift(cal, ltd, -spec.roll_days), None)
+    return _dated(symbol, f"{y}{m:02d}", last_trade_date(symbol, y, m, spec), spec)
 
 # %% ../nbs/00_config.ipynb #3acdc76a
 def contract_months(symbol:str, today:date, n:int=3, spec:InstrumentSettings|None=None) -> list[ContractMonth]:
@@ -563,11 +568,7 @@ def trading_month(symbol:str, today:date, spec:InstrumentSettings|None=None) -> 
 # %% ../nbs/00_config.ipynb #a06cc6a3
 def month_of(symbol:str, month:str, last_trade:date, spec:InstrumentSettings|None=None) -> ContractMonth:
     "Month `month` ('YYYYMM') of `symbol` as IB lists it (its `last_trade`), with the roll rule's dates."
-    y, m = int(month[:4]), int(month[4:6])
-    r = contract_month(symbol, y, m, spec)
-    if r.first_notice is not None: return dataclasses.replace(r, last_trade=last_trade)
-    spec = spec or DEFAULT_INSTRUMENT_SETTINGS.get(symbol) or InstrumentSettings()
-    return dataclasses.replace(r, last_trade=last_trade, roll_date=business_day_shift(symbol_calendar(symbol, spec), last_trade, -spec.roll_days))
+    return _dated(symbol, month[:6], last_trade, spec or DEFAULT_INSTRUMENT_SETTINGS.get(symbol) or InstrumentSettings())
 
 # %% ../nbs/00_config.ipynb #9d8bf270
 def settings_ini(s:Settings|None=None) -> str:

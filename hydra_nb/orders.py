@@ -295,7 +295,7 @@ def _new_ref(self:OrderManager, symbol:str, side:str, now:datetime) -> str:
     return f"{now:%Y%m%d}-{symbol}-{side[0]}-{uuid.uuid4().hex[:10]}"
 
 @patch
-async def route(self:OrderManager, what, side, quantity, parent_ref:str|None=None, tactic:str="auto", roll_credit:int=0) -> ExecutionReport:
+async def route(self:OrderManager, what, side, quantity, parent_ref:str|None=None, tactic:str="auto", roll_of:str|None=None) -> ExecutionReport:
     "Route a parent order; see above. Never raises for a market condition (rejections and refusals are in the report)."
     side, qty = check_request(side, quantity)
     if tactic not in ("auto", "patience", "twap"): raise ValueError(f"tactic must be 'auto', 'patience' or 'twap' (got {tactic!r})")
@@ -320,14 +320,25 @@ async def route(self:OrderManager, what, side, quantity, parent_ref:str|None=Non
                                     spread=snap.spread, adv=snap.adv, daily_vol=snap.daily_vol, tick_size=qc.tick_size,
                                     multiplier=qc.multiplier, **self.cost_model(), con_id=qc.con_id, tactic=tac,
                                     price_magnifier=getattr(qc, "price_magnifier", 1.0))
-    if roll_credit:                      # a roll's new leg: the gate judges it with the contracts its old leg closed (risk.OrderContext.roll_credit)
+    if roll_of:                          # a roll's new leg: the gate judges it with the contracts its old leg closed (risk.OrderContext.roll_credit)
         self.roll_credits = getattr(self, "roll_credits", {})
-        self.roll_credits[qc.con_id] = (int(roll_credit), int(round(self.broker.account().positions.get(qc.con_id, 0))))
+        self.roll_credits[qc.con_id] = (self.roll_credit(roll_of, ref), int(round(self.broker.account().positions.get(qc.con_id, 0))))
     try: await self._run_slices(qc, side, qty, ref, tac, rep, datetime.fromisoformat(p["decided_utc"]))
     finally: getattr(self, "roll_credits", {}).pop(qc.con_id, None)
     try: end = (await self.broker.snapshot(qc, timeout=2.0)).mid
     except Exception: end = p["arrival_mid"]                     # no quote now: the unfilled rest is marked at arrival
     return self._finish(rep, end)
+
+# %% ../nbs/09_orders.ipynb #f67839f0
+@patch
+def roll_credit(self:OrderManager, old_ref:str, new_ref:str) -> int:
+    "Contracts (signed as the closed position) a roll's old leg `old_ref` closed, less those its new leg `new_ref` re-opened, from the journal."
+    j = getattr(self.broker, "journal", None)
+    if j is None: return 0
+    q = lambda ref: dict(j.conn.execute("SELECT side, SUM(quantity) FROM journal_fills WHERE order_ref LIKE ? GROUP BY side", (ref + ":%",)).fetchall())
+    o, n = q(old_ref), q(new_ref)
+    closed = o.get("SELL", 0) - o.get("BUY", 0)                 # an old long sold (+), an old short bought back (-)
+    return int(round(closed - (n.get("BUY", 0) - n.get("SELL", 0))))
 
 # %% ../nbs/09_orders.ipynb #7714975d
 @patch

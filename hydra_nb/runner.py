@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 # %% auto #0
 __all__ = ['log', 'RUNNER_SCHEMA', 'FAILURES', 'ROLL_SCHEMA', 'trading_date', 'next_cycle_time', 'champion_signal',
            'target_position', 'allowed_target', 'order_cap', 'step_toward', 'CycleFailed', 'classify_failure',
-           'PaperTradingRunner', 'parent_ref_for', 'roll_ref_for', 'cycles_frame']
+           'PaperTradingRunner', 'parent_ref_for', 'roll_ref_for', 'symbol_total', 'cycles_frame']
 
 # %% ../nbs/13_runner.ipynb #92e8586d
 from .config import SYMBOL_CALENDARS
@@ -396,11 +396,7 @@ async def _plan(self:PaperTradingRunner, day:date, sym:str, acct, state:TradingS
     snap = await self._io(self.broker.snapshot, qc)
     self._check_market_data(s, sym, snap)
     s.setdefault("months", {})[sym] = qc.local_symbol
-    moved, rolled = await self._roll(day, sym, qc, acct, s)
-    if not rolled:
-        s.setdefault("roll_blocked", {})[sym] = f"{sym}: the roll into {qc.local_symbol} did not finish; the target waits for it"; return None
-    if s.get("rolls", {}).get(sym):                        # legs traded (maybe before a restart): IB's positions now, not the stream's
-        await self._io(self.broker.refresh_positions); acct = await self._io(self.broker.account)
+    if sym in s.get("roll_blocked", {}): return None      # its roll did not finish (`_roll_all`, run before any model): no target today
     held = acct.symbol_positions(sym) if acct.contracts else {qc.con_id: acct.positions.get(qc.con_id, 0)}
     pos = int(round(sum(held.values())))                   # the symbol's position across months
     a = s["agent"][sym]
@@ -433,9 +429,9 @@ def rolls(self:PaperTradingRunner, day:date|None=None) -> dict[str, dict]:
 
 # %% ../nbs/13_runner.ipynb #e956fb46
 @patch
-def _roll_row(self:PaperTradingRunner, day:date, sym:str, old, new, position:int) -> dict:
-    "The roll of `old` (held `position`) into `new` on `day`: decided once, then resumed as it was."
-    ref, hs = roll_ref_for(day, old.local_symbol), old.month.hard_stop if old.month else None
+def _roll_row(self:PaperTradingRunner, day:date, sym:str, old, new, position:int, k:int=0) -> dict:
+    "Pair `k` of the roll of `old` (`position` of it) into `new` on `day`: decided once, then resumed as it was."
+    ref, hs = roll_ref_for(day, old.local_symbol) + (f".{k}" if k else ""), old.month.hard_stop if old.month else None
     row = dict(roll_ref=ref, trading_date=day.isoformat(), symbol=sym, from_con_id=old.con_id, from_local=old.local_symbol,
                to_con_id=new.con_id, to_local=new.local_symbol, position=position, kind="hard_stop" if hs and day >= hs else "roll",
                status="out", out_ref=f"{ref}.OUT", in_ref=f"{ref}.IN", decided_utc=to_utc_iso(self.now()))
@@ -469,7 +465,7 @@ async def _roll_legs(self:PaperTradingRunner, row:dict, old, new) -> int:
     n = int(row["in_quantity"] or 0)
     got = 0
     if n:
-        inn = await self._io(functools.partial(self.om.route, roll_credit=sign * n), new, in_side, n, row["in_ref"], "patience")
+        inn = await self._io(functools.partial(self.om.route, roll_of=row["out_ref"]), new, in_side, n, row["in_ref"], "patience")
         got, rep["in"] = int(round(inn.filled)), _report_dict(inn)
     ok, closed = n == abs(pos) and got == n, n == abs(pos)
     why = "; ".join(filter(None, (_leg_why("old", row["from_local"], n, abs(pos), rep["out"]), _leg_why("new", row["to_local"], got, n, rep.get("in")))))
@@ -483,31 +479,89 @@ async def _roll_legs(self:PaperTradingRunner, row:dict, old, new) -> int:
     return sign * (-n + got)
 
 # %% ../nbs/13_runner.ipynb #6d58280e
+_ROLL_KEYS = ("roll_ref", "from_local", "to_local", "position", "kind", "status", "reason")
+
 @patch
-async def _roll(self:PaperTradingRunner, day:date, sym:str, qc, acct, s:dict) -> tuple[int, bool]:
-    "Roll every month of `sym` held in its roll window into `qc`; (net contracts moved, every roll done)."
-    net, done = 0, True
+async def _positions_now(self:PaperTradingRunner):
+    "The account with IB's positions as of now (a round trip: the stream trails the fills)."
+    await self._io(self.broker.refresh_positions)
+    return await self._io(self.broker.account)
+
+@patch
+async def _roll(self:PaperTradingRunner, day:date, sym:str, qc, acct, s:dict, cap:int) -> dict:
+    "Roll every month of `sym` held in its roll window into `qc`, in pairs of legs of at most `cap` contracts."
+    out = dict(moved=0, done=True, traded=False, resumed=False)
+    def run(row, old):
+        out["traded"] = True
+        return self._roll_legs(row, old, qc)
+    def note(row):
+        s.setdefault("rolls", {}).setdefault(sym, []).append({k: row[k] for k in _ROLL_KEYS}); out["done"] &= row["status"] == "done"
     for row in [x for x in self.rolls(day).values() if x["symbol"] == sym and x["status"] in ("out", "in")]:
-        old = await self._io(self.broker.qualify, int(row["from_con_id"]))    # decided before a restart: finish it as it was
-        net += await self._roll_legs(row, old, qc)
-        row = self.rolls(day)[row["roll_ref"]]
-        s.setdefault("rolls", {}).setdefault(sym, []).append({k: row[k] for k in ("roll_ref", "from_local", "to_local", "position", "kind", "status", "reason")})
-        done = done and row["status"] == "done"
+        await run(row, await self._io(self.broker.qualify, int(row["from_con_id"])))   # decided before a restart: finished as it was
+        note(self.rolls(day)[row["roll_ref"]]); out["resumed"] = True
+    if out["resumed"]: acct = await self._positions_now()
     for cid, q in sorted(acct.symbol_positions(sym).items()):
         if cid == qc.con_id or not round(q): continue
-        try: old = await self._io(self.broker.qualify, acct.contracts[cid])
-        except BrokerError as e:
-            s.setdefault("rolls", {}).setdefault(sym, []).append(dict(from_con_id=cid, status="failed", reason=str(e))); done = False; continue
-        if old.month is None or not old.month.in_roll_window(day): continue       # a later month held on purpose: not rolled back
-        row = self._roll_row(day, sym, old, qc, int(round(q)))
-        if row["status"] in ("done", "failed"):
-            if row["status"] == "failed": done = False
-            continue                                       # today's roll of this month is over: the next cycle tries again
-        net += await self._roll_legs(row, old, qc)
-        row = self.rolls(day)[row["roll_ref"]]
-        s.setdefault("rolls", {}).setdefault(sym, []).append({k: row[k] for k in ("roll_ref", "from_local", "to_local", "position", "kind", "status", "reason")})
-        done = done and row["status"] == "done"
-    return net, done
+        old = await self._io(self.broker.qualify, int(cid))
+        if old.month is None: raise CycleFailed("rejected", f"{sym}: held month {old.local_symbol} has no readable expiry ({old.expiry!r}); roll it by hand")
+        if not old.month.in_roll_window(day): continue       # a later month held on purpose: not rolled back
+        out["moved"] += await self._roll_month(day, sym, old, qc, int(round(q)), cap, run, note)
+    return out
+
+# %% ../nbs/13_runner.ipynb #70502972
+@patch
+async def _roll_month(self:PaperTradingRunner, day:date, sym:str, old, new, held:int, cap:int, run, note) -> int:
+    "Roll `held` contracts of month `old` into `new` in pairs of at most `cap`; the net contracts the legs moved."
+    today = [x for x in self.rolls(day).values() if x["from_con_id"] == old.con_id]
+    tries = 3 if old.month.hard_stop and day >= old.month.hard_stop else 1
+    failed, moved, k, left = sum(x["status"] == "failed" for x in today), 0, len(today), held
+    if failed >= tries: note(today[-1]); return 0           # today's tries are spent: the next cycle tries again
+    while left and k < len(today) + 50:
+        row = self._roll_row(day, sym, old, new, int(math.copysign(min(abs(left), max(cap, 1)), left)), k)
+        moved += await run(row, old); row = self.rolls(day)[row["roll_ref"]]; k += 1
+        if row["status"] == "done": left -= row["position"]; note(row); continue
+        failed += 1
+        if failed >= tries: note(row); break
+        left = int(round((await self._positions_now()).positions.get(old.con_id, 0)))   # the hard stop: try again from what is held now
+    return moved
+
+# %% ../nbs/13_runner.ipynb #37e90e97
+def symbol_total(acct, sym:str) -> int:
+    "`sym`'s position across its months in account state `acct`."
+    return int(round(sum(acct.symbol_positions(sym).values())))
+
+@patch
+async def _roll_symbol(self:PaperTradingRunner, day:date, sym:str, acct, s:dict) -> dict|None:
+    "`sym`'s roll step (None when its market cannot take orders now: `_plan` says so)."
+    qc = await self._io(self.broker.qualify, sym)
+    if qc.session.why_not(self.now(), cycle_horizon(self.settings.orders).total_seconds(), f"{sym}'s roll"): return None
+    snap = await self._io(self.broker.snapshot, qc)
+    r = await self._roll(day, sym, qc, acct, s, order_cap(self.settings.risk, snap.mid, qc.multiplier, qc.price_magnifier))
+    if not r["done"]: s.setdefault("roll_blocked", {})[sym] = f"{sym}: the roll into {qc.local_symbol} did not finish; the target waits for it"
+    return r
+
+@patch
+async def _roll_all(self:PaperTradingRunner, day:date, acct, s:dict):
+    "Every symbol's rolls, before any model runs; returns the account to decide the targets from."
+    done = {}
+    for sym in self.symbols:
+        try:
+            if (r := await self._roll_symbol(day, sym, acct, s)) is not None and r["traded"]: done[sym] = r
+        except ConnectionError: raise                       # the cycle waits for the connection and is retried
+        except Exception as e:
+            why = f"{sym}: the roll step failed: {' '.join(str(e).split()) or type(e).__name__}"
+            log.exception("cycle %s: %s", day, why)
+            s.setdefault("roll_blocked", {})[sym] = why; self._emit("roll_failed", symbol=sym, reason=why)
+    if not done: return acct
+    for attempt in range(6):
+        now = await self._positions_now()
+        off = {sym: (symbol_total(now, sym), symbol_total(acct, sym) + r["moved"]) for sym, r in done.items()
+               if not r["resumed"] and symbol_total(now, sym) != symbol_total(acct, sym) + r["moved"]}
+        if not off: return now
+        await asyncio.sleep(0.25)
+    for sym, (ib, fills) in off.items():
+        s.setdefault("roll_blocked", {})[sym] = f"{sym}: after the roll IB shows {ib:+d} contracts, the legs' fills say {fills:+d}; the target waits"
+    return now
 
 # %% ../nbs/13_runner.ipynb #5a4e252d
 @patch
@@ -554,11 +608,12 @@ async def _run_cycle(self:PaperTradingRunner, day:date|None=None) -> dict:
         await self.ensure_connected()
         s.update(await self._io(self.observe_account, day))
         acct, state = await self._io(self.broker.account), self.gate.trading_state   # what the gate will enforce
+        acct = await self._roll_all(day, acct, s)        # expiring months move first, whatever the models do
         rows = [r for sym in self.symbols if (r := await self._plan(day, sym, acct, state, s)) is not None]
         s["targets"] = {r["symbol"]: {k: r[k] for k in ("position_before", "target", "side", "quantity", "parent_ref", "signal")} for r in rows}
         s["reports"] = await self._route_all(rows)
-        if s["closed"]: failure, reason = "market_closed", "; ".join(s["closed"].values())
-        elif s.get("roll_blocked"): failure, reason = "rejected", "; ".join(s["roll_blocked"].values())
+        if s.get("roll_blocked"): failure, reason = "rejected", "; ".join([*s["roll_blocked"].values(), *s["closed"].values()])
+        elif s["closed"]: failure, reason = "market_closed", "; ".join(s["closed"].values())
         elif any(r.get("status") in ("rejected", "refused") for r in s["reports"].values()):
             failure = "rejected"
             reason = "; ".join(f"{k}: {'; '.join(r['reasons'] or r['rejections'])}" for k, r in s["reports"].items() if r.get("status") in ("rejected", "refused"))

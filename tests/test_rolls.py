@@ -51,9 +51,9 @@ def ledger(gw):
 
 
 @contextlib.asynccontextmanager
-async def zo_runner(d, start, seed=11, schedule=None):
+async def zo_runner(d, start, seed=11, schedule=None, **risk):
     st = load_settings(env={}, cwd=d).replace("paths", state_dir=Path(d)).replace("orders", **FAST)
-    st = st.replace("risk", max_position=1.0).replace("trading", symbols=["ZO"])
+    st = st.replace("risk", max_position=1.0, **risk).replace("trading", symbols=["ZO"])
     if schedule: st = st.replace("schedule", daily_cycle_time=schedule)
     async with GatewaySim(port=0, seed=seed, clock=SimClock(mode="accelerated", start=start, time_scale=60)) as gw:
         st = sim_settings(st, gw.port)
@@ -174,3 +174,31 @@ async def test_a_rehearsal_across_zos_december_roll(tmp_path):
     assert "ZOZ6" not in held and held.get("ZOH7", 0) == last, (held, last)
     assert rolls_line(tmp_path).startswith("rolls      ")
     assert res.gate["days"].value == 6.0 and res.gate["errors"].passed, (res.gate["days"], res.gate["errors"])
+
+
+async def test_a_position_larger_than_one_order_rolls_in_pairs_within_the_cap(tmp_path):
+    "max_order_quantity 2 and 5 contracts held: three pairs (2, 2, 1), each decided before its legs, none over the cap."
+    async with zo_runner(tmp_path, nov(20, 8, 45), max_order_quantity=2) as (gw, r, events):
+        await hold(gw, "ZOZ6", 5)
+        await r.start()
+        [s] = await r.run_days(1, settle=0.1)
+        assert s["status"] == "done", s
+        rows = r.rolls(date(2026, 11, 20))
+        assert [(k, v["position"], v["status"]) for k, v in rows.items()] == [
+            ("R20261120-ZOZ6", 2, "done"), ("R20261120-ZOZ6.1", 2, "done"), ("R20261120-ZOZ6.2", 1, "done")], rows
+        assert max(o.total_qty for o in gw.orders.values() if o.client_id == 1) <= 2
+        assert ledger(gw).get("ZOZ6", 0) == 0 and ledger(gw).get("ZOH7", 0) == r.targets(date(2026, 11, 20))["ZO"]["target"]
+
+
+async def test_a_strategy_that_fails_on_the_roll_day_does_not_keep_the_month_from_rolling(tmp_path):
+    "The rolls run before any model: the day is the strategy's error, no target is traded, and December still moves to March."
+    async with zo_runner(tmp_path, nov(20, 8, 45)) as (gw, r, events):
+        await hold(gw, "ZOZ6", 3)
+        await r.start()
+        async def broken(sym, bars): raise RuntimeError("the user's model blew up")
+        r.think = broken
+        [s] = await r.run_days(1, settle=0.1)
+        assert s["failure"] == "error" and "the user's model blew up" in s["reason"], s
+        [row] = r.rolls(date(2026, 11, 20)).values()
+        assert row["status"] == "done" and ledger(gw) == {"ZOH7": 3}, (row, ledger(gw))
+        assert not [o for o in gw.orders.values() if o.client_id == 1 and o.order_ref.startswith("D")]    # no target traded
