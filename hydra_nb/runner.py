@@ -257,7 +257,11 @@ def strategies(self:PaperTradingRunner) -> dict:
 def use_strategy(self:PaperTradingRunner, sym:str, strategy, **kw):
     "Bring your own model: `strategy` (a Strategy, a scikit-learn estimator or a plain class: `models.as_strategy`) is `sym`'s first champion."
     if sym.upper() not in self.symbols: raise ValueError(f"{sym!r} is not traded by this runner ({', '.join(self.symbols)})")
-    self.strategies[sym.upper()] = st = as_strategy(strategy, **kw)
+    st, ch = as_strategy(strategy, **kw), self.registries[sym.upper()].champion()
+    if ch is not None and ch.kind != getattr(st, "kind", type(st).__name__):    # a first champion only: never a silent no-op
+        raise ValueError(f"{sym.upper()} already has a champion (v{ch.version}, {ch.kind}) in {self.settings.state_dir}: use_strategy sets the first one; "
+                         f"to replace it, register yours with runner.registries[{sym.upper()!r}].register(fitted, status='champion', reason=...)")
+    self.strategies[sym.upper()] = st
     return st
 
 @patch
