@@ -386,7 +386,7 @@ def _ro(path):
 def _db_facts(db:Path) -> dict:
     "Breakers, kill switch and alert counts from the state database, read-only (empty without one)."
     import sqlite3
-    out = dict(breakers={}, halted=None, alerts=None)
+    out = dict(breakers={}, halted=None, alerts=None, last_completed=None)
     if not db.exists(): return out
     c = _ro(db)
     try:
@@ -400,10 +400,23 @@ def _db_facts(db:Path) -> dict:
                                                  "AND time_utc > strftime('%Y-%m-%dT%H:%M:%S', 'now', '-1 day')), MAX(time_utc || ' ' || title) FROM alerts").fetchone()
             out["alerts"] = dict(sent=sent or 0, suppressed=supp or 0, failed_last_day=failed or 0, last=last)
         except sqlite3.Error: pass
+        try:
+            q = "SELECT MAX(trading_date) FROM runner_cycles WHERE status = 'done' OR (status = 'failed' AND failure NOT IN (%s))" % ", ".join("?"*len(RETRYABLE))
+            out["last_completed"] = c.execute(q, tuple(RETRYABLE)).fetchone()[0]
+        except sqlite3.Error: pass
     finally: c.close()
     return out
 
 # %% ../nbs/13t_service.ipynb #bd825869
+def _no_recent_cycle(settings:Settings, st:dict, last_completed:str|None, wall:float) -> str|None:
+    "A problem when the last completed cycle is older than the last trading date (since the service first ran) whose window has passed."
+    if not st.get("now") or not st.get("since"): return None
+    now = datetime.fromisoformat(st["now"]) + timedelta(seconds=(wall - st["wall"])*st.get("time_scale", 1.0))   # on the service's clock
+    last = last_passed_day(settings, now, tuple(SYMBOL_CALENDARS.get(s, "") for s in settings.trading.symbols))
+    if last is None or last < trading_date(datetime.fromisoformat(st["since"]), settings.schedule.timezone): return None
+    if last_completed is not None and date.fromisoformat(last_completed) >= last: return None
+    return f"no completed cycle for trading date {last} (last completed: {last_completed or 'none'})"
+
 def health(settings:Settings, stale_seconds:float=120.0, wall:float|None=None) -> tuple[int, dict]:
     "(exit code, report) of the service on `settings`' state directory: 0 healthy, 1 degraded, 2 down."
     d = settings.state_dir
@@ -420,6 +433,7 @@ def health(settings:Settings, stale_seconds:float=120.0, wall:float|None=None) -
         if st["trading_state"] != "ACTIVE": degraded.append(f"trading state {st['trading_state']}")
         lc = st.get("last_cycle")
         if lc and lc["status"] == "failed": degraded.append(f"last cycle {lc['trading_date']} failed: {lc['failure']}")
+        if (late := _no_recent_cycle(settings, st, facts["last_completed"], wall)): degraded.append(late)
     if facts["halted"]: degraded.append("kill switch thrown")
     trig = [n for n, s in facts["breakers"].items() if s == "TRIGGERED"]
     if trig: degraded.append(f"breakers TRIGGERED: {', '.join(trig)}")
@@ -427,7 +441,7 @@ def health(settings:Settings, stale_seconds:float=120.0, wall:float|None=None) -
     code = 2 if down else 1 if degraded else 0
     return code, dict(status=("healthy", "degraded", "down")[code], problems=down + degraded, state_dir=str(d),
                       last_cycle=st and st.get("last_cycle"), connected=st and st["connected"], trading_state=st and st["trading_state"],
-                      next_cycle=st and st.get("next_cycle"), breakers=facts["breakers"], kill_switch=facts["halted"], alerts=facts["alerts"],
+                      next_cycle=st and st.get("next_cycle"), breakers=facts["breakers"], kill_switch=facts["halted"], alerts=facts["alerts"], last_completed=facts["last_completed"],
                       status_age_seconds=None if st is None else round(wall - st["wall"], 1), pid=st and st["pid"])
 
 # %% ../nbs/13t_service.ipynb #4f10744f
