@@ -322,9 +322,14 @@ def _run_real(st, a) -> int:
 
 # %% ../nbs/15_rehearsal.ipynb #8f63cf2d
 def _mirror_clock(spec:str|None, st:Settings):
-    "The accelerated SimClock of `--sim-clock S,W,X` (None without it); refused unless trading paper on a paper port."
+    "The accelerated SimClock of `--sim-clock S,W,X` (None without it); refused unless trading paper on a paper port of a loopback gateway (a local `hydra gateway-sim`)."
     if not spec: return None
     try: s, w, x = (float(v) for v in spec.split(","))
     except ValueError: raise ValueError(f"--sim-clock must be S,W,X (simulated epoch, wall epoch, time scale), got {spec!r}") from None
     if not st.is_paper: raise ValueError("--sim-clock is for rehearsing against hydra gateway-sim: paper mode and a paper port only")
+    import ipaddress
+    h = st.ib.host.strip().strip("[]").lower()
+    try: loop = h == "localhost" or ipaddress.ip_address(h).is_loopback
+    except ValueError: loop = False
+    if not loop: raise ValueError(f"--sim-clock refused: [ib] host {st.ib.host!r} is not loopback (127.0.0.1, localhost, ::1); an accelerated clock is only for a hydra gateway-sim on this machine, never a real IB account")
     return SimClock(mode="accelerated", start=datetime.fromtimestamp(s + (time.time() - w)*x, timezone.utc), time_scale=x)
