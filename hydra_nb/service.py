@@ -275,6 +275,17 @@ async def try_connect(self:Service) -> bool:
         self.poll_connection(((self.runner.now(), "connect_failed"),))
         return False
 
+# %% ../nbs/13t_service.ipynb #496764b3
+@patch
+async def sim_clock_problem(self:Service) -> str|None:
+    "With an accelerated clock: why the gateway is not the simulator the clock mirrors (its time is not the service's), else None."
+    if self.scale == 1.0: return None
+    t = await asyncio.wait_for(self.runner.broker.ib.reqCurrentTimeAsync(), self.runner.connect_timeout)
+    gap, ok = abs((t - self.runner.now()).total_seconds()), max(120.0, 10*self.scale)
+    if gap <= ok: return None
+    return (f"--sim-clock: the gateway's time {t:%Y-%m-%d %H:%M:%S} UTC is {gap/3600:.1f} h from the service's accelerated clock "
+            f"(allowed {ok:g} s): it is not the hydra gateway-sim the clock mirrors; stopping before any cycle")
+
 # %% ../nbs/13t_service.ipynb #c375343b
 @patch
 async def _start_cycle(self:Service, day:date, why:str):
@@ -312,13 +323,15 @@ async def tick(self:Service):
     except Exception: log.exception("checking for missed trading dates failed")
     ready = await self.try_connect()
     if ready and (self._task is None or self._task.done()) and (d := due(self.runner, self.runner.now(), self.ss)):
+        if (why := await self.sim_clock_problem()):
+            log.error("%s", why); self.exit_code = 1; self.stop(why); return
         self._task = asyncio.ensure_future(self._start_cycle(*d))
     self.write_status()
 
 # %% ../nbs/13t_service.ipynb #67483475
 @patch
 async def run(self:Service, tick_seconds:float=1.0) -> int:
-    "Run until `stop()` (SIGTERM, SIGINT); returns the exit code (0 for a requested stop)."
+    "Run until `stop()` (SIGTERM, SIGINT); returns the exit code (0 for a requested stop, 1 for a gateway that is not the simulator a `--sim-clock` mirrors)."
     loop, r = asyncio.get_running_loop(), self.runner
     for sig in (signal.SIGTERM, signal.SIGINT):
         try: loop.add_signal_handler(sig, self.stop, sig.name)
@@ -336,7 +349,7 @@ async def run(self:Service, tick_seconds:float=1.0) -> int:
             except asyncio.TimeoutError: pass
     finally:
         await self.shutdown()
-    return 0
+    return getattr(self, "exit_code", 0)
 
 # %% ../nbs/13t_service.ipynb #3b898f11
 @patch
