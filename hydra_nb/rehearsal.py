@@ -270,7 +270,7 @@ def add_cli_arguments(p):
     p.add_argument("--time-scale", type=_positive, default=Scenario.time_scale, help=f"with --sim: clock speed while trading (default {Scenario.time_scale:g})")
     p.add_argument("--state-dir", type=Path, help="with --sim: an empty or new folder for the rehearsal's state (default: ./rehearsals/<time>-seed<S>)")
     p.add_argument("--once", action="store_true", help="without --sim: run today's cycle now and exit")
-    p.add_argument("--sim-clock", metavar="S,W,X", help="without --sim, paper only: the service's clock mirrors an accelerated `hydra gateway-sim` "
+    p.add_argument("--sim-clock", metavar="S,W,X", help="without --sim, paper on a loopback gateway only: the service's clock mirrors an accelerated `hydra gateway-sim` "
                    "(simulated POSIX time S at wall time W, X simulated seconds per second); for rehearsing the service, never with a real gateway")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--no-reports", action="store_true", help="with --sim: skip the daily and weekly reports at the end")
