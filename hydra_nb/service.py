@@ -422,10 +422,10 @@ def _db_facts(db:Path) -> dict:
 
 # %% ../nbs/13t_service.ipynb #bd825869
 def _no_recent_cycle(settings:Settings, st:dict, last_completed:str|None, wall:float) -> str|None:
-    "A problem when the last completed cycle is older than the last trading date (since the service first ran) whose window has passed."
+    "A problem when the last completed cycle is older than the last trading date (since the service first ran) whose window has passed (the runner's calendars)."
     if not st.get("now") or not st.get("since"): return None
     now = datetime.fromisoformat(st["now"]) + timedelta(seconds=(wall - st["wall"])*st.get("time_scale", 1.0))   # on the service's clock
-    last = last_passed_day(settings, now, tuple(SYMBOL_CALENDARS.get(s, "") for s in settings.trading.symbols))
+    last = last_passed_day(settings, now, tuple(SYMBOL_CALENDARS.get(s.upper(), "") for s in settings.trading.symbols))
     if last is None or last < trading_date(datetime.fromisoformat(st["since"]), settings.schedule.timezone): return None
     if last_completed is not None and date.fromisoformat(last_completed) >= last: return None
     return f"no completed cycle for trading date {last} (last completed: {last_completed or 'none'})"
