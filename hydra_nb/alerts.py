@@ -26,6 +26,8 @@ ALERT_KINDS = {
     "process_stop":    ("info",    "hydra stopped: {detail}"),
     "cycle_failed":    ("failure", "cycle {trading_date} failed (attempt {attempts}): {failure}"),
     "retry_exhausted": ("failure", "cycle {trading_date} gave up after {attempts} attempts: {failure}"),
+    "cycle_stopped":   ("warning", "cycle {trading_date} stopped (attempt {attempts}): {left}"),
+    "cycle_missed":    ("failure", "trading date {trading_date} had no cycle: {why}"),
     "breaker_tripped": ("warning", "breaker tripped: {names}"),
     "kill_switch":     ("failure", "kill switch thrown: {reason}"),
     "disconnected":    ("failure", "gateway {where} down for {minutes:.0f} min"),
@@ -128,6 +130,13 @@ def _finish(self:Alerter, rid, ok, err):
 async def drain(self:Alerter, timeout:float=10.0):
     "Wait (up to `timeout` s) for deliveries in flight."
     if self.pending: await asyncio.wait(list(self.pending), timeout=timeout)
+
+# %% ../nbs/13s_alerts.ipynb #a2a106a3
+@patch
+def alerted_before(self:Alerter, kind:str, subject:str) -> bool:
+    "Was an alert of `kind` about `subject` ever recorded (sent, failed or rate-limited)?"
+    if (kind, subject) in self._last: return True
+    return self.conn is not None and self.conn.execute("SELECT 1 FROM alerts WHERE kind = ? AND subject = ? LIMIT 1", (kind, subject)).fetchone() is not None
 
 # %% ../nbs/13s_alerts.ipynb #44ea68c5
 DOWN_EVENTS, UP_EVENTS = frozenset({"dropped", "reconnect_failed", "connect_failed", "ib_link_lost"}), frozenset({"connected", "reconnected", "ib_link_restored"})

@@ -270,7 +270,7 @@ def add_cli_arguments(p):
     p.add_argument("--time-scale", type=_positive, default=Scenario.time_scale, help=f"with --sim: clock speed while trading (default {Scenario.time_scale:g})")
     p.add_argument("--state-dir", type=Path, help="with --sim: an empty or new folder for the rehearsal's state (default: ./rehearsals/<time>-seed<S>)")
     p.add_argument("--once", action="store_true", help="without --sim: run today's cycle now and exit")
-    p.add_argument("--sim-clock", metavar="S,W,X", help="without --sim, paper only: the service's clock mirrors an accelerated `hydra gateway-sim` "
+    p.add_argument("--sim-clock", metavar="S,W,X", help="without --sim, paper on a loopback gateway only: the service's clock mirrors an accelerated `hydra gateway-sim` "
                    "(simulated POSIX time S at wall time W, X simulated seconds per second); for rehearsing the service, never with a real gateway")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--no-reports", action="store_true", help="with --sim: skip the daily and weekly reports at the end")
@@ -322,9 +322,14 @@ def _run_real(st, a) -> int:
 
 # %% ../nbs/15_rehearsal.ipynb #8f63cf2d
 def _mirror_clock(spec:str|None, st:Settings):
-    "The accelerated SimClock of `--sim-clock S,W,X` (None without it); refused unless trading paper on a paper port."
+    "The accelerated SimClock of `--sim-clock S,W,X` (None without it); refused unless trading paper on a paper port of a loopback gateway (a local `hydra gateway-sim`)."
     if not spec: return None
     try: s, w, x = (float(v) for v in spec.split(","))
     except ValueError: raise ValueError(f"--sim-clock must be S,W,X (simulated epoch, wall epoch, time scale), got {spec!r}") from None
     if not st.is_paper: raise ValueError("--sim-clock is for rehearsing against hydra gateway-sim: paper mode and a paper port only")
+    import ipaddress
+    h = st.ib.host.strip().strip("[]").lower()
+    try: loop = h == "localhost" or ipaddress.ip_address(h).is_loopback
+    except ValueError: loop = False
+    if not loop: raise ValueError(f"--sim-clock refused: [ib] host {st.ib.host!r} is not loopback (127.0.0.1, localhost, ::1); an accelerated clock is only for a hydra gateway-sim on this machine, never a real IB account")
     return SimClock(mode="accelerated", start=datetime.fromtimestamp(s + (time.time() - w)*x, timezone.utc), time_scale=x)

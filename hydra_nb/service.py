@@ -7,10 +7,11 @@ Docs: https://hydra-nb.github.io/hydra-nb/service.html.md"""
 # %% ../nbs/13t_service.ipynb #d3806d8c
 from __future__ import annotations
 import asyncio, json, logging, logging.handlers, math, os, signal, sys, time
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone, time as dtime
+from zoneinfo import ZoneInfo
 from pathlib import Path
 from fastcore.basics import patch
-from .config import LIQUID_HOURS, ServiceSettings, Settings, cycle_horizon, _cycle_on, _window_problem
+from .config import LIQUID_HOURS, SYMBOL_CALENDARS, ServiceSettings, Settings, cycle_horizon, is_exchange_holiday, _cycle_on, _window_problem
 from .core import ensure_schema, transaction, to_utc_iso
 from .runner import PaperTradingRunner, next_cycle_time, trading_date
 from .alerts import Alerter, ConnectionWatch, alerts_of_event, gate_alerts, risk_alerts
@@ -19,8 +20,8 @@ log = logging.getLogger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'LOG_FORMAT', 'QUIET_ON_CONSOLE', 'RETRYABLE', 'SERVICE_SCHEMA', 'setup_logging', 'cycle_line',
-           'heartbeat_line', 'late_reason', 'due', 'record_attempt', 'attempts_of', 'Service', 'health',
-           'add_health_arguments', 'health_cli', 'run_service']
+           'heartbeat_line', 'late_reason', 'due', 'record_attempt', 'attempts_of', 'window_end', 'last_passed_day',
+           'missed_days', 'given_up', 'Service', 'health', 'add_health_arguments', 'health_cli', 'run_service']
 
 # %% ../nbs/13t_service.ipynb #0a23a99e
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
@@ -92,7 +93,7 @@ SERVICE_SCHEMA = {1: """
 CREATE TABLE service_attempts (trading_date TEXT NOT NULL, attempt INTEGER NOT NULL, why TEXT NOT NULL, started_utc TEXT NOT NULL,
   finished_utc TEXT, status TEXT NOT NULL DEFAULT 'running', failure TEXT NOT NULL DEFAULT '', reason TEXT NOT NULL DEFAULT '',
   PRIMARY KEY (trading_date, attempt))
-"""}
+""", 2: "CREATE TABLE service_state (key TEXT PRIMARY KEY, value TEXT NOT NULL)"}
 
 def record_attempt(conn, day:date, attempt:int, why:str, t:datetime, status:str="running", failure:str="", reason:str=""):
     "Insert or finish the row of attempt `attempt` of trading date `day`."
@@ -107,9 +108,58 @@ def attempts_of(conn, day:date) -> list[tuple]:
     ensure_schema(conn, "service", SERVICE_SCHEMA)
     return conn.execute("SELECT attempt, why, status, failure FROM service_attempts WHERE trading_date = ? ORDER BY attempt", (day.isoformat(),)).fetchall()
 
+# %% ../nbs/13t_service.ipynb #eb68d205
+def window_end(settings:Settings, day:date, liquid_hours=None) -> datetime:
+    "The last time trading date `day`'s cycle can start with its horizon inside a traded symbol's liquid session (midnight for a symbol without known hours)."
+    lh, h, sc = LIQUID_HOURS if liquid_hours is None else liquid_hours, cycle_horizon(settings.orders), settings.schedule
+    ends = [_cycle_on(day, sc.daily_cycle_time, sc.timezone)]
+    for sym in settings.trading.symbols:
+        if sym not in lh: ends.append(_cycle_on(day + timedelta(days=1), dtime(0), sc.timezone)); continue
+        ends += [_cycle_on(day + timedelta(days=c <= o), c, tz) - h for o, c, tz in lh[sym]]
+    return max(ends)
+
+def last_passed_day(settings:Settings, now:datetime, calendars=(), liquid_hours=None) -> date|None:
+    "The last trading date (a weekday that is not a holiday of every calendar in `calendars`) whose window ended at or before `now`."
+    d = trading_date(now, settings.schedule.timezone)
+    for _ in range(15):
+        if d.weekday() < 5 and not is_exchange_holiday(calendars, d) and window_end(settings, d, liquid_hours) <= now: return d
+        d -= timedelta(days=1)
+    return None
+
+# %% ../nbs/13t_service.ipynb #e5e48200
+def _no_cycle_why(runner:PaperTradingRunner, day:date, ss:ServiceSettings, started:datetime|None) -> str|None:
+    sc, row = runner.settings.schedule, runner.cycle_row(day)
+    e = window_end(runner.settings, day)
+    span = f"{_cycle_on(day, sc.daily_cycle_time, sc.timezone):%H:%M}-{e.astimezone(ZoneInfo(sc.timezone)):%H:%M} {sc.timezone}"
+    if row is None:
+        if started is not None and started > e and trading_date(started, sc.timezone) == day:
+            return f"hydra paper-trade (re)started at {started.astimezone(ZoneInfo(sc.timezone)):%H:%M}, after its window {span}"
+        return f"no attempt started in its window {span} (the gateway unreachable or the service not running)"
+    if row["status"] == "done" or (row["status"] == "failed" and row["failure"] not in RETRYABLE): return None
+    what = "did not finish" if row["status"] == "running" else f"{row['failure']}: {row['reason']}"
+    return f"attempt {row['attempts']} {what}; " + ("no attempt left" if row["attempts"] >= ss.max_attempts else f"no retry fitted in its window {span}")
+
+def missed_days(runner:PaperTradingRunner, now:datetime, ss:ServiceSettings, since:datetime, started:datetime|None=None) -> list[tuple[date, str]]:
+    "(trading date, why) of each trading date from `since` (at most 14 days back) whose window passed at `now` with no completed cycle."
+    last = last_passed_day(runner.settings, now, runner.calendars)
+    if last is None: return []
+    d, out = max(trading_date(since, runner.tz), last - timedelta(days=14)), []
+    while d <= last:
+        if d.weekday() < 5 and not runner.market_holiday(d) and (why := _no_cycle_why(runner, d, ss, started)): out.append((d, why))
+        d += timedelta(days=1)
+    return out
+
+# %% ../nbs/13t_service.ipynb #9f497c21
+def given_up(runner:PaperTradingRunner, day:date, ss:ServiceSettings) -> str|None:
+    "Why `day`, not done, will not be tried again: `max_attempts` attempts that did not finish (stopped, or cut off); else None."
+    row = runner.cycle_row(day)
+    if row is None or row["attempts"] < ss.max_attempts or not (row["status"] == "running" or row["failure"] == "stopped"): return None
+    return f"{row['attempts']} attempts did not finish (the last: {'cut off while running' if row['status'] == 'running' else row['reason'] or 'stopped'}); no attempt left"
+
 # %% ../nbs/13t_service.ipynb #7e7f0aeb
 class Service:
     "The long-running paper-trading process around `runner`: schedule with catch-up and retry, heartbeat, alerts, clean stop."
+    stop_seconds = 60.0                                    # how long a stop waits for the cycle's task to wind down
     def __init__(self, runner:PaperTradingRunner, alerter:Alerter|None=None, out=None):
         self.runner, s = runner, runner.settings
         self.ss = s.service
@@ -121,6 +171,9 @@ class Service:
         self.stopping, self.exit_reason = asyncio.Event(), ""
         runner.listeners.append(self.on_event)
         ensure_schema(runner.conn, "service", SERVICE_SCHEMA)
+        with transaction(runner.conn) as c: c.execute("INSERT OR IGNORE INTO service_state (key, value) VALUES ('since', ?)", (to_utc_iso(runner.now()),))
+        self.since = datetime.fromisoformat(runner.conn.execute("SELECT value FROM service_state WHERE key = 'since'").fetchone()[0])   # first run on this state
+        self.started = runner.now()
     def __repr__(self): return f"Service({self.runner!r}, {self.alerter!r})"
 
     @property
@@ -184,7 +237,8 @@ def status(self:Service) -> dict:
     nxt = next_cycle_time(now, sc.daily_cycle_time, sc.timezone, r.calendars)
     return dict(pid=os.getpid(), wall=time.time(), now=to_utc_iso(now), connected=r.broker.is_ready(), trading_state=str(r.gate.trading_state.value),
                 last_cycle=dict(zip(("trading_date", "status", "failure", "attempts"), last)) if last else None,
-                next_cycle=to_utc_iso(nxt), heartbeat_seconds=self.ss.heartbeat_minutes*60/self.scale, stopping=self.stopping.is_set())
+                next_cycle=to_utc_iso(nxt), heartbeat_seconds=self.ss.heartbeat_minutes*60/self.scale, stopping=self.stopping.is_set(),
+                time_scale=self.scale, since=to_utc_iso(self.since))
 
 @patch
 def write_status(self:Service) -> dict:
@@ -221,6 +275,17 @@ async def try_connect(self:Service) -> bool:
         self.poll_connection(((self.runner.now(), "connect_failed"),))
         return False
 
+# %% ../nbs/13t_service.ipynb #496764b3
+@patch
+async def sim_clock_problem(self:Service) -> str|None:
+    "With an accelerated clock: why the gateway is not the simulator the clock mirrors (its time is not the service's), else None."
+    if self.scale == 1.0: return None
+    t = await asyncio.wait_for(self.runner.broker.ib.reqCurrentTimeAsync(), self.runner.connect_timeout)
+    gap, ok = abs((t - self.runner.now()).total_seconds()), max(120.0, 10*self.scale)
+    if gap <= ok: return None
+    return (f"--sim-clock: the gateway's time {t:%Y-%m-%d %H:%M:%S} UTC is {gap/3600:.1f} h from the service's accelerated clock "
+            f"(allowed {ok:g} s): it is not the hydra gateway-sim the clock mirrors; stopping before any cycle")
+
 # %% ../nbs/13t_service.ipynb #c375343b
 @patch
 async def _start_cycle(self:Service, day:date, why:str):
@@ -239,17 +304,34 @@ async def _start_cycle(self:Service, day:date, why:str):
     self.poll_risk()
 
 @patch
+def check_days(self:Service):
+    "Alert once per trading date whose window passed with no completed cycle, and once for today given up after `max_attempts` unfinished attempts."
+    r, now = self.runner, self.runner.now()
+    busy = self._task is not None and not self._task.done()
+    for day, why in missed_days(r, now, self.ss, self.since, self.started):
+        if busy and self._attempt and self._attempt[0] == day: continue
+        if self.alerter.alerted_before("cycle_missed", str(day)) or self.alerter.alerted_before("retry_exhausted", str(day)): continue
+        self.alert("cycle_missed", str(day), why, trading_date=str(day), why=why)
+    day = trading_date(now, r.tz)
+    if not busy and (why := given_up(r, day, self.ss)) and not self.alerter.alerted_before("retry_exhausted", str(day)):
+        self.alert("retry_exhausted", str(day), why, trading_date=str(day), attempts=r.cycle_row(day)["attempts"], failure="stopped")
+
+@patch
 async def tick(self:Service):
     self.poll_connection(); self.poll_risk()
+    try: self.check_days()
+    except Exception: log.exception("checking for missed trading dates failed")
     ready = await self.try_connect()
     if ready and (self._task is None or self._task.done()) and (d := due(self.runner, self.runner.now(), self.ss)):
+        if (why := await self.sim_clock_problem()):
+            log.error("%s", why); self.exit_code = 1; self.stop(why); return
         self._task = asyncio.ensure_future(self._start_cycle(*d))
     self.write_status()
 
 # %% ../nbs/13t_service.ipynb #67483475
 @patch
 async def run(self:Service, tick_seconds:float=1.0) -> int:
-    "Run until `stop()` (SIGTERM, SIGINT); returns the exit code (0 for a requested stop)."
+    "Run until `stop()` (SIGTERM, SIGINT); returns the exit code (0 for a requested stop, 1 for a gateway that is not the simulator a `--sim-clock` mirrors)."
     loop, r = asyncio.get_running_loop(), self.runner
     for sig in (signal.SIGTERM, signal.SIGINT):
         try: loop.add_signal_handler(sig, self.stop, sig.name)
@@ -267,7 +349,7 @@ async def run(self:Service, tick_seconds:float=1.0) -> int:
             except asyncio.TimeoutError: pass
     finally:
         await self.shutdown()
-    return 0
+    return getattr(self, "exit_code", 0)
 
 # %% ../nbs/13t_service.ipynb #3b898f11
 @patch
@@ -277,20 +359,24 @@ def stop(self:Service, why:str="requested"):
 
 @patch
 async def shutdown(self:Service):
-    r, t, att = self.runner, self._task, self._attempt
+    r, t, att, stuck = self.runner, self._task, self._attempt, False
     if t is not None and not t.done():
         t.cancel()
-        try: await asyncio.wait_for(asyncio.shield(asyncio.gather(t, return_exceptions=True)), 60)
-        except asyncio.TimeoutError: log.error("the cycle did not stop within 60 s")
+        try: await asyncio.wait_for(asyncio.shield(asyncio.gather(t, return_exceptions=True)), self.stop_seconds)
+        except asyncio.TimeoutError: log.error("the cycle did not stop within %g s", self.stop_seconds); stuck = True
     if att is not None:
         day, n = att
         orphans = sorted(r.om.orphans)
-        why = f"stopped ({self.exit_reason or 'requested'}) during the cycle; " + (f"left working at IB (orphans): {', '.join(orphans)}" if orphans else "working orders cancelled")
+        left = (f"the cycle did not stop within {self.stop_seconds:g} s: the state of its working orders is unknown (check IB; a restart adopts what is left)" if stuck
+                else f"left working at IB (orphans): {', '.join(orphans)}" if orphans else "working orders cancelled")
+        why = f"stopped ({self.exit_reason or 'requested'}) during the cycle; {left}"
         with transaction(r.conn) as c:
             c.execute("UPDATE runner_cycles SET status = 'failed', failure = 'stopped', reason = ?, finished_utc = ? WHERE trading_date = ? AND status = 'running'",
                       (why, to_utc_iso(r.now()), day.isoformat()))
         record_attempt(r.conn, day, n, "", r.now(), "failed", "stopped", why)
         self.out(f"cycle {day} attempt {n} stopped: {why}")
+        self.alert("cycle_stopped", str(day), why, trading_date=str(day), attempts=n, left=left)
+        if n >= self.ss.max_attempts: self.alert("retry_exhausted", str(day), why, trading_date=str(day), attempts=n, failure="stopped")
     try: r.broker.flush()
     except Exception: log.exception("journal flush failed")
     self.alert("process_stop", "", detail=self.exit_reason or "requested")
@@ -313,7 +399,7 @@ def _ro(path):
 def _db_facts(db:Path) -> dict:
     "Breakers, kill switch and alert counts from the state database, read-only (empty without one)."
     import sqlite3
-    out = dict(breakers={}, halted=None, alerts=None)
+    out = dict(breakers={}, halted=None, alerts=None, last_completed=None)
     if not db.exists(): return out
     c = _ro(db)
     try:
@@ -327,10 +413,23 @@ def _db_facts(db:Path) -> dict:
                                                  "AND time_utc > strftime('%Y-%m-%dT%H:%M:%S', 'now', '-1 day')), MAX(time_utc || ' ' || title) FROM alerts").fetchone()
             out["alerts"] = dict(sent=sent or 0, suppressed=supp or 0, failed_last_day=failed or 0, last=last)
         except sqlite3.Error: pass
+        try:
+            q = "SELECT MAX(trading_date) FROM runner_cycles WHERE status = 'done' OR (status = 'failed' AND failure NOT IN (%s))" % ", ".join("?"*len(RETRYABLE))
+            out["last_completed"] = c.execute(q, tuple(RETRYABLE)).fetchone()[0]
+        except sqlite3.Error: pass
     finally: c.close()
     return out
 
 # %% ../nbs/13t_service.ipynb #bd825869
+def _no_recent_cycle(settings:Settings, st:dict, last_completed:str|None, wall:float) -> str|None:
+    "A problem when the last completed cycle is older than the last trading date (since the service first ran) whose window has passed (the runner's calendars)."
+    if not st.get("now") or not st.get("since"): return None
+    now = datetime.fromisoformat(st["now"]) + timedelta(seconds=(wall - st["wall"])*st.get("time_scale", 1.0))   # on the service's clock
+    last = last_passed_day(settings, now, tuple(SYMBOL_CALENDARS.get(s.upper(), "") for s in settings.trading.symbols))
+    if last is None or last < trading_date(datetime.fromisoformat(st["since"]), settings.schedule.timezone): return None
+    if last_completed is not None and date.fromisoformat(last_completed) >= last: return None
+    return f"no completed cycle for trading date {last} (last completed: {last_completed or 'none'})"
+
 def health(settings:Settings, stale_seconds:float=120.0, wall:float|None=None) -> tuple[int, dict]:
     "(exit code, report) of the service on `settings`' state directory: 0 healthy, 1 degraded, 2 down."
     d = settings.state_dir
@@ -347,6 +446,7 @@ def health(settings:Settings, stale_seconds:float=120.0, wall:float|None=None) -
         if st["trading_state"] != "ACTIVE": degraded.append(f"trading state {st['trading_state']}")
         lc = st.get("last_cycle")
         if lc and lc["status"] == "failed": degraded.append(f"last cycle {lc['trading_date']} failed: {lc['failure']}")
+        if (late := _no_recent_cycle(settings, st, facts["last_completed"], wall)): degraded.append(late)
     if facts["halted"]: degraded.append("kill switch thrown")
     trig = [n for n, s in facts["breakers"].items() if s == "TRIGGERED"]
     if trig: degraded.append(f"breakers TRIGGERED: {', '.join(trig)}")
@@ -354,7 +454,7 @@ def health(settings:Settings, stale_seconds:float=120.0, wall:float|None=None) -
     code = 2 if down else 1 if degraded else 0
     return code, dict(status=("healthy", "degraded", "down")[code], problems=down + degraded, state_dir=str(d),
                       last_cycle=st and st.get("last_cycle"), connected=st and st["connected"], trading_state=st and st["trading_state"],
-                      next_cycle=st and st.get("next_cycle"), breakers=facts["breakers"], kill_switch=facts["halted"], alerts=facts["alerts"],
+                      next_cycle=st and st.get("next_cycle"), breakers=facts["breakers"], kill_switch=facts["halted"], alerts=facts["alerts"], last_completed=facts["last_completed"],
                       status_age_seconds=None if st is None else round(wall - st["wall"], 1), pid=st and st["pid"])
 
 # %% ../nbs/13t_service.ipynb #4f10744f

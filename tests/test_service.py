@@ -98,3 +98,18 @@ async def test_the_event_loop_stays_responsive_during_a_cycle(tmp_path):
     worst, p99 = lags[-1], lags[int(0.99 * (len(lags) - 1))]
     print(f"event loop lag over {len(lags)} ticks of one cycle: median {lags[len(lags)//2]*1e3:.2f} ms, p99 {p99*1e3:.2f} ms, max {worst*1e3:.2f} ms")
     assert worst < 0.050, f"the loop stalled {worst*1e3:.1f} ms during a cycle"
+
+
+@pytest.mark.slow
+async def test_an_accelerated_clock_refuses_a_gateway_that_is_not_its_simulator(tmp_path):
+    "A gateway on the wall clock (as a real IB Gateway is) under a service on an accelerated clock: exit 1 before any cycle, said in the alert."
+    clock = SimClock(mode="accelerated", start=START, time_scale=60.0)
+    async with GatewaySim(port=0, seed=5, clock=SimClock(mode="real")) as gw:
+        st, sent, lines = settings(tmp_path, gw.port), [], []
+        svc = service(st, clock, sent, lines)
+        await until(lambda: svc.runner.now() >= datetime(2026, 10, 19, 14, 0, tzinfo=timezone.utc), "the cycle time", 30)
+        code = await asyncio.wait_for(svc.run(tick_seconds=0.2), 60)
+    assert code == 1
+    db = sqlite3.connect(st.state_dir / "hydra.db", isolation_level=None)
+    assert db.execute("SELECT COUNT(*) FROM runner_cycles").fetchone()[0] == 0
+    assert "it is not the hydra gateway-sim the clock mirrors" in sent[-1] and sent[-1].startswith("hydra stopped: --sim-clock: the gateway's time"), sent

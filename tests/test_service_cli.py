@@ -178,6 +178,7 @@ def test_sigterm_mid_twap_then_restart_sends_nothing_twice(rig, tmp_path):
         assert s in ("done", "none")
         if ref: assert sum(q for r, q in fills if (r or "").startswith(ref + ":")) <= qty      # no parent filled beyond its quantity
     assert [t for t in hook.titles() if t.startswith("hydra stopped")] == ["hydra stopped: SIGTERM"] * 2
+    assert f"cycle {DAY} stopped (attempt 1): working orders cancelled" in hook.titles(), hook.titles()    # the stopped cycle reached a person
 
 
 def spawn_gateway(port:int, start:datetime, *extra):
