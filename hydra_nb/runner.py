@@ -536,8 +536,10 @@ def symbol_total(acct, sym:str) -> int:
 
 @patch
 async def _roll_symbol(self:PaperTradingRunner, day:date, sym:str, acct, s:dict) -> dict|None:
-    "`sym`'s roll step (None when its market cannot take orders now: `_plan` says so)."
+    "`sym`'s roll step (None with nothing to roll, or when its market cannot take orders now: `_plan` says so)."
     qc = await self._io(self.broker.qualify, sym)
+    pending = any(x["symbol"] == sym and x["status"] in ("out", "in") for x in self.rolls(day).values())
+    if not pending and not any(cid != qc.con_id and round(q) for cid, q in acct.symbol_positions(sym).items()): return None   # nothing to roll
     if qc.session.why_not(self.now(), cycle_horizon(self.settings.orders).total_seconds(), f"{sym}'s roll"): return None
     snap = await self._io(self.broker.snapshot, qc)
     r = await self._roll(day, sym, qc, acct, s, order_cap(self.settings.risk, snap.mid, qc.multiplier, qc.price_magnifier))
