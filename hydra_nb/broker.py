@@ -712,13 +712,13 @@ async def qualify(self:BrokerGateway, what) -> QualifiedContract:
     if not self.ib.isConnected(): raise NotConnected(f"cannot qualify {sym or query.conId}: not connected")
     self._secdef_error = None
     details = await asyncio.wait_for(self.ib.reqContractDetailsAsync(query), self.settings.ib.request_timeout)
-    spec = self.settings.instrument(sym) if sym else None
+    spec = self.settings.instrument(sym) if sym else InstrumentSettings()
     d = details[0] if query.conId and details else front_month(one_product(details, sym), today, spec)
     if d is None:
         raise BrokerError(f"unknown symbol {sym or query.conId!r}: IB lists no futures month for it"
                           + (f" ({_asked(query)}; IB error 200: {self._secdef_error})" if not details else
-                             f" outside its roll window on {today} ({(spec or InstrumentSettings()).settlement}-settled, roll {(spec or InstrumentSettings()).roll_days} business days before "
-                             f"{'first notice' if (spec or InstrumentSettings()).settlement == 'physical' else 'the last trade date'})"))
+                             f" outside its roll window on {today} ({spec.settlement}-settled, roll {spec.roll_days} business days before "
+                             f"{'first notice' if spec.settlement == 'physical' else 'the last trade date'})"))
     c = d.contract
     qc = QualifiedContract(Future(conId=c.conId, symbol=c.symbol, exchange=c.exchange, currency=c.currency,
                                   lastTradeDateOrContractMonth=c.lastTradeDateOrContractMonth, multiplier=c.multiplier,

@@ -108,6 +108,7 @@ class OrderManager:
         self.cancel_timeout = float(cancel_timeout)
         self.reports: list[ExecutionReport] = []
         self.orphans: dict = {}                    # ref -> (contract, child) left working when IB was unreachable
+        self.roll_credits: dict = {}               # conId -> (roll credit, position then) while a roll's new leg is routed
 
     def _wall(self, seconds:float) -> float:
         "Wall seconds for `seconds` of the broker's clock."
@@ -139,7 +140,7 @@ def context(self:OrderManager, qc, snap, replaces:int=0, replaces_filled:int=0) 
     a = self.broker.account()
     wb, ws = self.working(qc.con_id)
     pos = int(round(a.positions.get(qc.con_id, 0)))
-    credit, pos0 = getattr(self, "roll_credits", {}).get(qc.con_id, (0, pos))    # a roll's new leg: what its old leg closed, less what it re-opened
+    credit, pos0 = self.roll_credits.get(qc.con_id, (0, pos))    # a roll's new leg: what its old leg closed, less what it re-opened
     return OrderContext(reference_price=snap.mid, tick_size=qc.tick_size, multiplier=qc.multiplier,
                         price_magnifier=getattr(qc, "price_magnifier", 1.0),
                         position=pos, equity=a.equity, daily_pnl=a.daily_pnl, roll_credit=credit - (pos - pos0) if credit else 0,
@@ -321,10 +322,9 @@ async def route(self:OrderManager, what, side, quantity, parent_ref:str|None=Non
                                     multiplier=qc.multiplier, **self.cost_model(), con_id=qc.con_id, tactic=tac,
                                     price_magnifier=getattr(qc, "price_magnifier", 1.0))
     if roll_of:                          # a roll's new leg: the gate judges it with the contracts its old leg closed (risk.OrderContext.roll_credit)
-        self.roll_credits = getattr(self, "roll_credits", {})
         self.roll_credits[qc.con_id] = (self.roll_credit(roll_of, ref), int(round(self.broker.account().positions.get(qc.con_id, 0))))
     try: await self._run_slices(qc, side, qty, ref, tac, rep, datetime.fromisoformat(p["decided_utc"]))
-    finally: getattr(self, "roll_credits", {}).pop(qc.con_id, None)
+    finally: self.roll_credits.pop(qc.con_id, None)
     try: end = (await self.broker.snapshot(qc, timeout=2.0)).mid
     except Exception: end = p["arrival_mid"]                     # no quote now: the unfilled rest is marked at arrival
     return self._finish(rep, end)

@@ -401,8 +401,7 @@ async def _plan(self:PaperTradingRunner, day:date, sym:str, acct, state:TradingS
     self._check_market_data(s, sym, snap)
     s.setdefault("months", {})[sym] = qc.local_symbol
     if sym in s.get("roll_blocked", {}): return None      # its roll did not finish (`_roll_all`, run before any model): no target today
-    held = acct.symbol_positions(sym) if acct.contracts else {qc.con_id: acct.positions.get(qc.con_id, 0)}
-    pos = int(round(sum(held.values())))                   # the symbol's position across months
+    pos = symbol_total(acct, sym) if acct.contracts else int(round(acct.positions.get(qc.con_id, 0)))   # the symbol's position across months
     a = s["agent"][sym]
     want = target_position(a["signal"], self.settings.runner.max_contracts, snap.mid, qc.multiplier, acct.equity,
                            self.settings.risk.max_position, len(self.symbols), qc.price_magnifier)
@@ -424,9 +423,14 @@ CREATE TABLE runner_rolls (roll_ref TEXT PRIMARY KEY, trading_date TEXT NOT NULL
 def roll_ref_for(day:date, local_symbol:str) -> str: return f"R{day:%Y%m%d}-{local_symbol}"
 
 @patch
+def _rolls_table(self:PaperTradingRunner):
+    "Create or migrate `runner_rolls` once per runner (its own schema component: a state directory from before rolls gains it)."
+    if not getattr(self, "_rolls_ready", False): ensure_schema(self.conn, "runner_rolls", ROLL_SCHEMA); self._rolls_ready = True
+
+@patch
 def rolls(self:PaperTradingRunner, day:date|None=None) -> dict[str, dict]:
     "The rolls of trading date `day` (all if None), by roll ref."
-    ensure_schema(self.conn, "runner_rolls", ROLL_SCHEMA)
+    self._rolls_table()
     q, a = ("SELECT * FROM runner_rolls WHERE trading_date = ?", (day.isoformat(),)) if day else ("SELECT * FROM runner_rolls", ())
     cur = self.conn.execute(q + " ORDER BY decided_utc", a); cols = [c[0] for c in cur.description]
     return {r[0]: {**dict(zip(cols, r)), "report": json.loads(r[cols.index("report")])} for r in cur.fetchall()}
@@ -439,7 +443,7 @@ def _roll_row(self:PaperTradingRunner, day:date, sym:str, old, new, position:int
     row = dict(roll_ref=ref, trading_date=day.isoformat(), symbol=sym, from_con_id=old.con_id, from_local=old.local_symbol,
                to_con_id=new.con_id, to_local=new.local_symbol, position=position, kind="hard_stop" if hs and day >= hs else "roll",
                status="out", out_ref=f"{ref}.OUT", in_ref=f"{ref}.IN", decided_utc=to_utc_iso(self.now()))
-    self.rolls(None)                                      # the table exists
+    self._rolls_table()
     with transaction(self.conn) as c:
         c.execute(f"INSERT OR IGNORE INTO runner_rolls ({', '.join(row)}) VALUES ({', '.join('?'*len(row))})", tuple(row.values()))
     return self.rolls(day)[ref]
