@@ -11,6 +11,9 @@ Prints one row per run (the line's verdict, the second half's bias in ticks over
 orders judged, mean predicted and actual cost per contract, what a fit on the first half finds) and the verdict counts, and with --out writes the same table to a file.
 
   nice -n 10 .venv/bin/python bench/bench_calibration.py [--seeds 1 2 3 4 5] [--mult 0.4 1.0 2.5] [--jobs 1] [--out FILE]
+
+With --fit-prior it instead runs the reference rehearsals (seeds 7 8 9 at X = 1 unless told) and prints what `hydra calibrate`
+fits on their pooled fills: the rehearsal's SIM_COST_PRIOR.
 """
 import argparse, json, subprocess, sys, tempfile, time
 from concurrent.futures import ThreadPoolExecutor
@@ -29,10 +32,27 @@ def one(seed: int, mult: float, base: Path) -> dict:
     from hydra_nb.journal import FillJournal
     from hydra_nb.gate import judge_calibration
     g = {c["key"]: c for c in json.loads(r.stdout)["gate"]["checks"]}["calibrated"]
-    with FillJournal(d) as j: rep, fit, cut = judge_calibration(j)
+    with FillJournal(d) as j: rep, fit, cut, drift = judge_calibration(j)
     return dict(seed=seed, mult=mult, wall=wall, passed=g["passed"], n=rep.n, bias=rep.bias, lo=rep.bias_ci[0], hi=rep.bias_ci[1],
                 corr=rep.correlation, mean_pred=rep.mean_predicted, mean_act=rep.mean_actual,
                 fit=None if fit is None else (fit.spread_share, fit.impact_coefficient), state=str(d))
+
+
+def fit_prior(seeds, base: Path, jobs: int):
+    "Pool the reference rehearsals' fills (slices told apart by seed) and fit the execution-cost model as `hydra calibrate` does."
+    import pandas as pd
+    from hydra_nb.journal import FillJournal
+    from hydra_nb.reconcile import fit_execution_cost
+    with ThreadPoolExecutor(max(1, jobs)) as ex: runs = list(ex.map(lambda s: one(s, 1.0, base), seeds))
+    frames = []
+    for r in runs:
+        if "error" in r: raise SystemExit(f"seed {r['seed']}: {r['error']}")
+        with FillJournal(r["state"]) as j: sp = j.slice_pairs()
+        frames.append(sp.assign(slice_ref=f"s{r['seed']}|" + sp["slice_ref"]))
+    df = pd.concat(frames, ignore_index=True)
+    f = fit_execution_cost(df.assign(quantity=df["slice_quantity"]), n_boot=1000, rng=0)
+    print(f"prior from seeds {seeds} at X = 1: {f.n} fills in {f.n_groups} slices; spread share {f.spread_share:.3f} "
+          f"[{f.spread_share_ci[0]:.3f}, {f.spread_share_ci[1]:.3f}], k {f.impact_coefficient:.4f} [{f.impact_ci[0]:.4f}, {f.impact_ci[1]:.4f}]")
 
 
 def main():
@@ -41,8 +61,10 @@ def main():
     ap.add_argument("--mult", type=float, nargs="+", default=[0.4, 1.0, 2.5])
     ap.add_argument("--jobs", type=int, default=1, help="rehearsals at once (the machine has 2 cores; 1 by default)")
     ap.add_argument("--out", type=Path, help="also write the table here")
+    ap.add_argument("--fit-prior", action="store_true", help="fit the rehearsal's prior on the reference seeds (default 7 8 9) instead")
     a = ap.parse_args()
     base = Path(tempfile.mkdtemp(prefix="bench-calibration-"))
+    if a.fit_prior: return fit_prior(a.seeds if a.seeds != [1, 2, 3, 4, 5] else [7, 8, 9], base, a.jobs)
     runs = [(s, m) for m in a.mult for s in a.seeds]
     lines = [f"discrimination study: {len(a.seeds)} seeds x fill-cost multipliers {a.mult}, 28 trading days each; state under {base}",
              f"{'X':>4} {'seed':>4}  {'line':<4}  {'n':>4}  {'bias ticks [95%, by order]':<28} {'corr':>6}  {'pred':>5} {'act':>5}  {'1st-half fit (a, k)':<19} {'wall':>5}"]

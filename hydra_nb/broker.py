@@ -1020,6 +1020,11 @@ def register_slice(self:BrokerGateway, **ctx) -> dict|None:
     return None if self.journal is None else self.journal.record_slice(**ctx)
 
 @patch
+def register_stage(self:BrokerGateway, **ctx) -> None:
+    "Record the quote a stage of a slice set its limit price on (`journal.record_stage`); nothing without a journal."
+    if self.journal is not None: self.journal.record_stage(**ctx)
+
+@patch
 def parent(self:BrokerGateway, parent_ref:str) -> dict|None:
     return None if self.journal is None else self.journal.parent(parent_ref)
 

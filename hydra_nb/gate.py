@@ -19,8 +19,8 @@ from .reconcile import SlippageReconciler
 
 # %% auto #0
 __all__ = ['OPERATED', 'LOSS_BREAKERS', 'GATE_LINES', 'GateCheck', 'GateReport', 'check_days', 'check_calibration',
-           'split_period', 'per_order', 'judge_calibration', 'check_self_healing', 'check_errors', 'check_breakers',
-           'check_reconnect', 'evaluate_gate', 'add_cli_arguments', 'cli_run']
+           'orders_to_decide', 'split_period', 'per_order', 'mean_ci', 'judge_calibration', 'check_self_healing',
+           'check_errors', 'check_breakers', 'check_reconnect', 'evaluate_gate', 'add_cli_arguments', 'cli_run']
 
 # %% ../nbs/14_gate.ipynb #e768bf43
 from .config import SYMBOL_CALENDARS
@@ -95,7 +95,7 @@ def check_days(cyc:pd.DataFrame, need:int=28, calendars=None) -> GateCheck:
     return GateCheck("days", "days of continuous operation", best >= need, ev, f">= {need}", float(best))
 
 # %% ../nbs/14_gate.ipynb #0a650c5e
-def check_calibration(rep, min_fills:int=30, max_bias:float=0.5, min_corr:float=0.3, parent=None, fit=None, cut=None, unit:str="fills") -> GateCheck:
+def check_calibration(rep, min_fills:int=30, max_bias:float=0.5, min_corr:float=0.3, parent=None, fit=None, cut=None, unit:str="fills", drift=None) -> GateCheck:
     t = f"n >= {min_fills} {unit}, |bias| < {max_bias:g} ticks with its {rep.ci_level:.0%} interval inside, correlation > {min_corr:g}"
     if rep.n < min_fills:
         return GateCheck("calibrated", "slippage model calibrated", False, f"not enough {unit} to judge ({rep.n} of {min_fills})", t, None)
@@ -103,7 +103,9 @@ def check_calibration(rep, min_fills:int=30, max_bias:float=0.5, min_corr:float=
     clo, chi = rep.correlation_ci
     ev = (f"bias {rep.bias:+.3f} ticks [{lo:+.3f}, {hi:+.3f}], correlation {rep.correlation:.3f} [{clo:.3f}, {chi:.3f}], "
           + (f"k fitted {rep.impact_coefficient:.3g} vs {rep.model_impact_coefficient:.3g} configured, " if unit == "fills" else "")
-          + f"n = {rep.n} {unit}" + (", each against its slices' arrivals" if unit == "orders" else " against their slice's arrival"))
+          + f"n = {rep.n} {unit}" + (", each fill against the quote its price was set on" if unit == "orders" else " against their slice's arrival"))
+    if drift is not None: ev += (f"; of the {rep.mean_actual:+.3f} ticks paid per order, {drift[0]:+.3f} [{drift[1]:+.3f}, {drift[2]:+.3f}] was the price moving "
+                                 f"while they waited and {rep.mean_actual - drift[0]:+.3f} execution against the quote")
     if parent is not None and parent.n: ev += f"; against the parent's arrival (drift included) bias {parent.bias:+.3f} ticks"
     ev += _oos_evidence(fit, cut)
     ok = abs(rep.bias) < max_bias and -max_bias < lo and hi < max_bias and rep.correlation > min_corr
@@ -114,7 +116,10 @@ def check_calibration(rep, min_fills:int=30, max_bias:float=0.5, min_corr:float=
 def _why_not(rep, lo, hi, max_bias, min_corr) -> str:
     "Which way a calibration line fails: a bias shown (its interval excludes 0), or not enough evidence either way."
     if lo > 0 or hi < 0: return f"biased: the model is too {'cheap' if lo > 0 else 'dear'} (the interval excludes 0)"
-    if not (-max_bias < lo and hi < max_bias): return f"inconclusive: no bias shown, but the interval reaches past +-{max_bias:g} (too few or too noisy orders)"
+    if not (-max_bias < lo and hi < max_bias):
+        need = orders_to_decide(rep.n, rep.bias, lo, hi, max_bias)
+        return (f"inconclusive: no bias shown, but the interval reaches past +-{max_bias:g} (too few or too noisy orders"
+                + (f"; at this noise about {need} orders would fit it inside)" if need else ")"))
     return f"uninformative: unbiased, but correlation {rep.correlation:.2f} <= {min_corr:g}"
 
 # %% ../nbs/14_gate.ipynb #54686f1b
@@ -127,6 +132,12 @@ def _oos_evidence(fit, cut) -> str:
               f"k {fit.impact_coefficient:.2f} [{fit.impact_ci[0]:.2f}, {fit.impact_ci[1]:.2f}]")
     return s
 
+# %% ../nbs/14_gate.ipynb #e92cd55f
+def orders_to_decide(n:int, bias:float, lo:float, hi:float, band:float=0.5) -> int|None:
+    "About how many orders would put the bias's interval inside +-`band` at this noise, if the bias stayed at `bias`; None if it cannot."
+    if not (n > 0 and abs(bias) < band and hi > lo): return None
+    return int(math.ceil(n*(max(hi - bias, bias - lo)/(band - abs(bias)))**2))
+
 # %% ../nbs/14_gate.ipynb #635c159a
 def split_period(pairs:pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, date|None]:
     "(first half, second half, first date of the second half) of the fills' trading dates (UTC dates of their times)."
@@ -138,27 +149,36 @@ def split_period(pairs:pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, date|N
     return pairs[d < cut], pairs[d >= cut], cut
 
 def per_order(pairs:pd.DataFrame) -> pd.DataFrame:
-    "One row per parent order: its fills' quantity-weighted predicted and actual slippage in ticks (each fill against its slice's arrival)."
+    "One row per parent order: its fills' quantity-weighted predicted and actual slippage (against each fill's quote) and drift, in ticks."
     t = pairs["tick_size"].to_numpy(dtype=float)
     q = pairs["quantity"].to_numpy(dtype=float)
+    col = lambda c: q*pairs[c].to_numpy(dtype=float)/t if c in pairs else np.zeros(len(pairs))
     f = pd.DataFrame(dict(order=pairs["slice_ref"].str.rsplit(":", n=1).str[0], time_utc=pairs["time_utc"], q=q,
-                          qp=q*pairs["predicted_slippage"].to_numpy(dtype=float)/t, qa=q*pairs["actual_slippage"].to_numpy(dtype=float)/t))
-    g = f.groupby("order", sort=False).agg(time_utc=("time_utc", "min"), q=("q", "sum"), qp=("qp", "sum"), qa=("qa", "sum"))
+                          qp=col("predicted_slippage"), qa=col("actual_slippage"), qd=col("drift")))
+    g = f.groupby("order", sort=False).agg(time_utc=("time_utc", "min"), q=("q", "sum"), qp=("qp", "sum"), qa=("qa", "sum"), qd=("qd", "sum"))
     return pd.DataFrame(dict(time_utc=g["time_utc"], quantity=g["q"], predicted_slippage=g["qp"]/g["q"], actual_slippage=g["qa"]/g["q"],
-                             tick_size=1.0), index=g.index)
+                             drift=g["qd"]/g["q"], tick_size=1.0), index=g.index)
+
+def mean_ci(x, n_boot:int=1000, ci:float=0.95, seed:int=0) -> tuple[float, float, float]:
+    "(mean, lo, hi): the mean of `x` with its percentile bootstrap interval."
+    x = np.asarray(x, dtype=float)
+    if not len(x): return (float("nan"),)*3
+    m = np.random.default_rng(seed).choice(x, (max(n_boot, 1), len(x))).mean(1)
+    return float(x.mean()), *(float(v) for v in np.percentile(m, (100*(1 - ci)/2, 100*(1 + ci)/2)))
 
 def judge_calibration(j:FillJournal, min_orders:int=20, n_boot:int=1000, min_fit:int=30) -> tuple:
-    "(report over the second half's orders in ticks, fit on the first half's fills or None, split date)."
+    "(report over the second half's orders in ticks, fit on the first half's fills or None, split date, (mean, lo, hi) drift per order)."
     pairs = j.slice_pairs()
     first, second, cut = split_period(pairs)
-    rc = SlippageReconciler(per_order(second) if len(second) else pd.DataFrame(columns=["predicted_slippage", "actual_slippage"]),
-                            units="ticks", n_boot=n_boot, min_fills=min_orders)
+    po = per_order(second) if len(second) else pd.DataFrame(columns=["predicted_slippage", "actual_slippage", "drift"])
+    rc = SlippageReconciler(po, units="ticks", n_boot=n_boot, min_fills=min_orders)
     rep = rc.report_from_frame(rc.source)
+    drift = mean_ci(po["drift"], n_boot) if len(po) else None
     fit = None
     if len(first) >= min_fit:
         try: fit = fit_execution_cost(first.assign(quantity=first["slice_quantity"]), n_boot=n_boot, rng=0)
         except ValueError: fit = None
-    return rep, fit, cut
+    return rep, fit, cut, drift
 
 # %% ../nbs/14_gate.ipynb #aa77a1b2
 def check_self_healing(conn) -> GateCheck:
@@ -231,9 +251,9 @@ def evaluate_gate(state_dir, min_days:int=28, min_fills:int=30, min_orders:int=2
         return GateReport([GateCheck(k, c, False, why, t) for k, c, t in GATE_LINES], str(d))
     with FillJournal(d) as j:
         conn, cyc = j.conn, _cycles(j.conn)
-        rep, fit, cut = judge_calibration(j, min_orders)
+        rep, fit, cut, drift = judge_calibration(j, min_orders)
         par = SlippageReconciler(j, units="ticks", n_boot=0, min_fills=min_fills).reconcile(since=cut)
-        checks = [check_days(cyc, min_days), check_calibration(rep, min_orders, parent=par, fit=fit, cut=cut, unit="orders"), check_self_healing(conn),
+        checks = [check_days(cyc, min_days), check_calibration(rep, min_orders, parent=par, fit=fit, cut=cut, unit="orders", drift=drift), check_self_healing(conn),
                   check_errors(conn, cyc), check_breakers(cyc), check_reconnect(conn)]
     return GateReport(checks, str(d))
 

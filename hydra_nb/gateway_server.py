@@ -29,9 +29,9 @@ from .gateway_messages import (ASK, BID, CLOSE, HIGH, LAST, LOW, OPEN, VOLUME, S
 # %% auto #0
 __all__ = ['log', 'PACING_VIOLATION', 'INBOX_MAX', 'MARKET_DATA_MODES', 'DELAYED_TICKS', 'MD_NOT_SUBSCRIBED',
            'MD_NEEDS_API_SUBSCRIPTION', 'MD_DISPLAYING_DELAYED', 'MD_DELAYED_NOT_ENABLED', 'HIST_NO_PERMISSIONS',
-           'FARM_NOTICES', 'NO_SECDEF', 'MAX_ORDER_ID', 'RateLimitedLog', 'Fields', 'SimPosition', 'Ledger', 'Faults',
-           'HistPacing', 'pacing_problem', 'RoundRobin', 'check_market_data_mode', 'as_delayed', 'GatewaySim',
-           'handles', 'book_of', 'parse_duration', 'parse_filter_time', 'held_text']
+           'FARM_NOTICES', 'NO_SECDEF', 'MAX_ORDER_ID', 'QUOTE_STEP_S', 'RateLimitedLog', 'Fields', 'SimPosition',
+           'Ledger', 'Faults', 'HistPacing', 'pacing_problem', 'RoundRobin', 'check_market_data_mode', 'as_delayed',
+           'GatewaySim', 'handles', 'book_of', 'parse_duration', 'parse_filter_time', 'held_text']
 
 # %% ../nbs/07d_gateway_server.ipynb #d9f2d44a
 log = logging.getLogger("hydra_nb.gateway_sim")
@@ -1224,9 +1224,18 @@ def _after_market(self: GatewaySim, fills) -> list[SimExecution]:
     self._check_reset()
     return execs
 
+QUOTE_STEP_S = 5.0      # simulated seconds between quote updates at most: half the market's 10-s grid
+
+@patch
+def _tick_wait(self: GatewaySim) -> float:
+    "Wall seconds until the next market update: `tick_interval`, shorter on an accelerated clock (at most QUOTE_STEP_S simulated, at least 4 ms)."
+    c = self.clock
+    x = float(c.time_scale) if getattr(c, "mode", "real") == "accelerated" else 1.0
+    return max(0.004, min(self.tick_interval, QUOTE_STEP_S/x))
+
 @patch
 async def _ticker(self: GatewaySim):
     while True:
-        await asyncio.sleep(self.tick_interval)
+        await asyncio.sleep(self._tick_wait())
         try: self._after_market(self.market.sync())
         except Exception: log.exception("market update failed")

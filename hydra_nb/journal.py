@@ -165,6 +165,10 @@ CREATE TABLE slippage_params (version INTEGER PRIMARY KEY, created_utc TEXT NOT 
   spread_share REAL NOT NULL, impact_coefficient REAL NOT NULL, spread_share_lo REAL, spread_share_hi REAL, impact_lo REAL, impact_hi REAL,
   n_fills INTEGER NOT NULL, fitted_from TEXT, fitted_until TEXT, basis TEXT, note TEXT);
 CREATE UNIQUE INDEX slippage_params_one_active ON slippage_params (status) WHERE status = 'active'
+""", 2: """
+CREATE TABLE journal_stages (id INTEGER PRIMARY KEY, slice_ref TEXT NOT NULL, stage INTEGER NOT NULL, decided_utc TEXT NOT NULL,
+  bid REAL NOT NULL, ask REAL NOT NULL, limit_price REAL NOT NULL);
+CREATE INDEX journal_stages_slice ON journal_stages(slice_ref, decided_utc)
 """}
 _SP_COLS = ("version", "created_utc", "status", "spread_share", "impact_coefficient", "spread_share_lo", "spread_share_hi", "impact_lo",
             "impact_hi", "n_fills", "fitted_from", "fitted_until", "basis", "note")
@@ -453,10 +457,37 @@ def record_slice(self:FillJournal, slice_ref:str, time, quantity, arrival_mid, s
     rows, cols = self._rows(f"SELECT {', '.join(_SLICE_COLS)} FROM journal_slices WHERE slice_ref = ?", (slice_ref,))
     return dict(zip(cols, rows[0]))
 
+# %% ../nbs/04_journal.ipynb #51ba0c4e
+_STAGE_COLS = ("slice_ref", "stage", "decided_utc", "bid", "ask", "limit_price")
+
+@patch
+def record_stage(self:FillJournal, slice_ref:str, stage:int, time, bid, ask, limit_price) -> None:
+    "Record the quote (`bid`, `ask`) a stage of slice `slice_ref` ('parent:slice') set its `limit_price` on."
+    parent_ref, _, no = slice_ref.rpartition(":")
+    if not parent_ref or not no.isdigit(): raise ValueError(f"slice_ref must be 'parent:slice' (got {slice_ref!r})")
+    v = [finite(k, x, positive=True) for k, x in (("bid", bid), ("ask", ask), ("limit_price", limit_price))]
+    if v[0] > v[1]: raise ValueError(f"bid {bid!r} is above ask {ask!r}")
+    with self._lock, transaction(self.conn) as c:
+        c.execute(f"INSERT INTO journal_stages ({', '.join(_STAGE_COLS)}) VALUES (?, ?, ?, ?, ?, ?)",
+                  (slice_ref, int(stage), as_utc_iso("time", time), *v))
+
+# %% ../nbs/04_journal.ipynb #c7c5e9bd
+def _quote_mids(j:FillJournal, df:pd.DataFrame) -> np.ndarray:
+    "Per fill of `df` (slice_ref, time_utc, arrival_mid): the mid its slice's last stage before it priced on; the arrival without stages."
+    st = _frame(j, "SELECT slice_ref, decided_utc, bid, ask FROM journal_stages", (), ("decided_utc",))
+    out = df["arrival_mid"].to_numpy(dtype=float).copy()
+    if not len(df) or not len(st): return out
+    st = st.assign(t=st["decided_utc"].dt.floor("s"), mid=(st["bid"] + st["ask"])/2).sort_values("t", kind="stable")   # IB's execution times are whole seconds
+    f = pd.DataFrame(dict(t=df["time_utc"], slice_ref=df["slice_ref"], i=np.arange(len(df)))).sort_values("t", kind="stable")
+    m = pd.merge_asof(f, st[["t", "slice_ref", "mid"]], on="t", by="slice_ref", direction="backward")
+    ok = m["mid"].notna().to_numpy()
+    out[m["i"].to_numpy()[ok]] = m["mid"].to_numpy()[ok]
+    return out
+
 # %% ../nbs/04_journal.ipynb #171ca451
 @patch
 def slice_pairs(self:FillJournal, symbol:str|None=None, since=None, until=None) -> pd.DataFrame:
-    "Fills against their slice's arrival: the `slippage_pairs` columns with the slice's mid, spread, ADV, volatility, prediction, `slice_quantity` and `slice_ref`."
+    "Fills against their slice's arrival (`actual_slippage`) = against the quote their price was set on (`execution_cost`) + the `drift` until then; with the slice's mid, spread, ADV, volatility, prediction, `slice_quantity`, `slice_ref`."
     w, a = _where(symbol, since, until)
     f = _frame(self, f"SELECT exec_id, time_utc, symbol, side, quantity, price, order_ref FROM journal_fills{w} ORDER BY time_utc, rowid", a)
     s = _frame(self, "SELECT s.slice_ref, s.arrival_mid, s.spread, s.adv, s.daily_vol, p.tick_size, p.impact_coefficient, "
@@ -464,7 +495,11 @@ def slice_pairs(self:FillJournal, symbol:str|None=None, since=None, until=None) 
                      "JOIN journal_parents p ON p.parent_ref = s.parent_ref", (), ())
     f["slice_ref"] = f["order_ref"].fillna("").astype(str).str.replace(r":[^:]*$", "", regex=True)
     df = f.merge(s, on="slice_ref", how="inner", sort=False)
-    df["actual_slippage"] = np.where(df["side"] == "BUY", 1.0, -1.0) * (df["price"].astype(float) - df["arrival_mid"].astype(float))
+    sg = np.where(df["side"] == "BUY", 1.0, -1.0)
+    df["quote_mid"] = _quote_mids(self, df)
+    df["actual_slippage"] = sg * (df["price"].astype(float) - df["arrival_mid"].astype(float))
+    df["execution_cost"] = sg * (df["price"].astype(float) - df["quote_mid"])
+    df["drift"] = df["actual_slippage"] - df["execution_cost"]
     df["participation"] = df["slice_quantity"].astype(float) / df["adv"].astype(float).clip(lower=1.0)
     return df.drop(columns=["order_ref"]).reset_index(drop=True)
 

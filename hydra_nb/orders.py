@@ -239,6 +239,12 @@ def _slice_arrival(self:OrderManager, slice_ref:str, qty:int, snap):
     except Exception as e: log.error("could not journal the arrival of slice %s: %s", slice_ref, e)
 
 @patch
+def _stage_quote(self:OrderManager, slice_ref:str, stage:int, snap, price:float):
+    "Journal the quote stage `stage` sets its `price` on (its fills' execution cost is measured against it); a failed write is logged."
+    try: self.broker.register_stage(slice_ref=slice_ref, stage=stage, time=self.broker.now(), bid=snap.bid, ask=snap.ask, limit_price=price)
+    except Exception as e: log.error("could not journal stage %d of slice %s: %s", stage, slice_ref, e)
+
+@patch
 async def _stages(self:OrderManager, qc, side, qty, parent, no, child, k, n_stages, wait, touched, rej):
     "The stage loop of `_slice`; returns the last child."
     s = self.settings
@@ -249,11 +255,14 @@ async def _stages(self:OrderManager, qc, side, qty, parent, no, child, k, n_stag
             left = qty - int(round(sum(c.filled for c in touched)))
             if left <= 0: break
             if not touched: self._slice_arrival(f"{parent}:{no}", left, snap)
+            self._stage_quote(f"{parent}:{no}", k, snap, price)
             child = await self._place(qc, side, left, child_ref(parent, no, k), price, rej, snap)
             if child is None: break
             touched.append(child)
         elif child.done: break
-        elif not await self._reprice(qc, child, price, rej): break
+        else:
+            if abs(child.limit_price - price) >= 1e-12: self._stage_quote(f"{parent}:{no}", k, snap, price)
+            if not await self._reprice(qc, child, price, rej): break
         if child not in touched: touched.append(child)
         if await child.wait(wait):
             if _never_received(child): continue                  # IB never got it: this stage again, same ref

@@ -379,7 +379,7 @@ def calibrate(j:FillJournal, since=None, until=None, min_fills:int=30, n_boot:in
     before = j.active_slippage_params()
     out = dict(n_fills=int(len(df)), stored=None, previous=before, fit=None)
     if len(df) < min_fills: out["message"] = f"too few fills to calibrate: {len(df)} of {min_fills}"; return out
-    f = fit_execution_cost(df, n_boot=n_boot)
+    f = fit_execution_cost(df.assign(quantity=df["slice_quantity"]), n_boot=n_boot)    # the model prices a slice at its size, as its prediction was journaled
     out["fit"] = f.to_dict()
     if store:
         out["stored"] = j.record_slippage_params(f.spread_share, f.impact_coefficient, f.n, f.spread_share_ci, f.impact_ci,

@@ -60,7 +60,7 @@ class Scenario:
     order_sizes: tuple|None = (1, 120)       # each day's max_contracts, log-uniform in this range (see day_size); None: max_contracts every day
     max_order_quantity: int = 120            # the account's per-order limits ([risk]): large enough for the largest targets
     max_order_notional: float = 2_000_000.0
-    cost_prior: tuple|None = (0.83, 0.09)    # (spread share, k) the slippage model starts with (SIM_COST_PRIOR); None: the settings'
+    cost_prior: tuple|None = (0.85, 0.05)    # (spread share, k) the slippage model starts with (SIM_COST_PRIOR); None: the settings'
     calibrate_after: int|None = None         # run hydra calibrate after this many trading days (the later ones predict with the fit); None: never
     def __post_init__(self):
         if not (isinstance(self.days, int) and 1 <= self.days <= 260): raise ValueError(f"days must be 1..260 (got {self.days!r})")
