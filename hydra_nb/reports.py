@@ -26,11 +26,12 @@ from .gate import evaluate_gate
 
 # %% auto #0
 __all__ = ['TEMPLATES_DIR', 'OUTPUT_DIR', 'KINDS', 'MIN_FILLS', 'PAIR_COLS', 'CYCLE_COLS', 'SHORTFALL_COLS', 'AGENT_COLS',
-           'WEEK_COLS', 'query', 'open_state', 'trading_day', 'load_pairs', 'bucket_labels', 'participation_bucket',
-           'fills_view', 'ReportRenderer', 'use_report_renderer', 'notice', 'enough', 'calibration_line',
-           'fig_predicted_vs_actual', 'fig_residuals', 'fig_calibration', 'breaker_table', 'fig_breakers', 'fig_equity',
-           'equity_section', 'load_cycles', 'default_as_of', 'parse_day', 'shortfalls', 'execution_drift', 'load_agent',
-           'drift_rows', 'Daily', 'daily_data', 'daily_header', 'fills_table', 'scatter_section', 'residual_section',
+           'ORDER_COST_COLS', 'WEEK_COLS', 'query', 'open_state', 'trading_day', 'load_pairs', 'bucket_labels',
+           'participation_bucket', 'fills_view', 'ReportRenderer', 'use_report_renderer', 'notice', 'enough',
+           'calibration_line', 'fig_predicted_vs_actual', 'fig_residuals', 'fig_calibration', 'breaker_table',
+           'fig_breakers', 'fig_equity', 'equity_section', 'load_cycles', 'default_as_of', 'parse_day', 'shortfalls',
+           'execution_drift', 'load_agent', 'drift_rows', 'Daily', 'order_costs', 'fig_cost_split',
+           'cost_split_section', 'daily_data', 'daily_header', 'fills_table', 'scatter_section', 'residual_section',
            'calibration_section', 'calibration_table', 'execution_table', 'rejections_table', 'breakers_section',
            'connections_table', 'agent_table', 'drift_table', 'gate_table', 'daily_key_figures', 'write_key_figures',
            'week_of', 'Weekly', 'week_table', 'weekly_data', 'experiments_table', 'fig_calibration_trend',
@@ -395,6 +396,7 @@ class Daily:
     configured_k: float
     started_utc: str = field(default_factory=utcnow_iso)
     seconds: float = 0.0
+    orders: pd.DataFrame|None = None          # per parent order to date: what it paid, split (`order_costs`)
 
 # %% ../nbs/16_reports.ipynb #669b8a91
 def _symbols(symbols) -> list[str]:
@@ -420,6 +422,39 @@ def _rejections(j:FillJournal, symbols) -> pd.DataFrame:
 def _connections(conn, since:date, until:date) -> pd.DataFrame:
     return query(conn, "SELECT time_utc, client_id, kind, detail FROM broker_connection_events WHERE time_utc >= ? AND time_utc < ? ORDER BY id",
                  (as_utc_iso("since", since), as_utc_iso("until", until)), columns=("time_utc", "client_id", "kind", "detail"))
+
+# %% ../nbs/16_reports.ipynb #ed531228
+from .gate import per_order
+
+ORDER_COST_COLS = ["trading_day", "symbol", "quantity", "predicted_slippage", "actual_slippage", "drift", "execution"]
+
+def order_costs(j:FillJournal, until=None, symbols=None) -> pd.DataFrame:
+    "Per parent order to `until`: its trading day, symbol, contracts, and predicted, paid, drift and execution cost per contract in ticks."
+    sp = _only(j.slice_pairs(until=until), symbols or [])
+    if not len(sp): return pd.DataFrame(columns=ORDER_COST_COLS)
+    po = per_order(sp)
+    po["symbol"] = sp.groupby(sp["slice_ref"].str.rsplit(":", n=1).str[0], sort=False)["symbol"].first()
+    po["trading_day"] = trading_day(po.index.to_series(), po["time_utc"].astype(str))
+    return po.assign(execution=po["actual_slippage"] - po["drift"])[ORDER_COST_COLS]
+
+# %% ../nbs/16_reports.ipynb #9d28bc97
+def fig_cost_split(orders:pd.DataFrame) -> go.Figure:
+    "Per trading day, the orders' mean cost per contract (ticks): execution against the quote and the drift while waiting, stacked, and the prediction."
+    g = orders.groupby("trading_day")[["execution", "drift", "predicted_slippage", "actual_slippage"]].mean()
+    fig = go.Figure()
+    fig.add_bar(x=g.index, y=g["execution"], name="execution against the quote", marker_color=_COLORS[0])
+    fig.add_bar(x=g.index, y=g["drift"], name="drift while waiting", marker_color=_COLORS[1])
+    fig.add_scatter(x=g.index, y=g["actual_slippage"], mode="markers", name="paid", marker=dict(symbol="line-ew-open", size=16, color="#222"))
+    fig.add_scatter(x=g.index, y=g["predicted_slippage"], mode="lines+markers", name="predicted", line=dict(color=_COLORS[3], dash="dot"))
+    m = orders[["execution", "drift", "actual_slippage", "predicted_slippage"]].mean()
+    return fig.update_layout(barmode="relative", xaxis_title="trading day", yaxis_title="ticks per contract (positive = cost)",
+                             title=f"What {len(orders)} orders paid per contract: {m.execution:+.2f} execution {m.drift:+.2f} drift = "
+                                   f"{m.actual_slippage:+.2f} ticks, {m.predicted_slippage:+.2f} predicted", **_LAYOUT)
+
+def cost_split_section(d:Daily, need:int=5):
+    "The cost split figure, or a notice while fewer than `need` orders have fills."
+    n = 0 if d.orders is None else len(d.orders)
+    return fig_cost_split(d.orders) if n >= need else notice(f"not enough orders yet ({n} of {need})")
 
 # %% ../nbs/16_reports.ipynb #d1461f67
 def _window(state_dir, as_of, symbols) -> tuple:
@@ -450,6 +485,7 @@ def daily_data(state_dir, as_of=None, symbols=None, n_boot:int=1000) -> Daily:
                              columns=["symbol", "detector", "test", "statistic", "threshold", "drifted", "p_value", "state"])
         d = Daily(state_dir, day, syms, exists, fills, pairs, rep, buckets, sf, cyc, cycle, rej, _connections(j.conn, day, nxt),
                   todays, drift, execution_drift(pairs), evaluate_gate(state_dir) if exists else None, load_settings().orders.impact_coefficient)
+        d.orders = order_costs(j, until=nxt, symbols=syms)
     finally:
         j.close()
     d.seconds = time.perf_counter() - t0

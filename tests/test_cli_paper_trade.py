@@ -66,6 +66,9 @@ def test_tripled_fill_cost_fails_calibration(rehearsals):
     assert not cal["passed"] and ("bias" in cal["evidence"] or "not enough orders" in cal["evidence"]), cal
     with FillJournal(d) as j:
         assert len(j.slice_pairs()) == len(j.fills()) > 0              # every fill is judged against its slice's arrival
+        q = lambda sql: j.conn.execute(sql).fetchone()[0]
+        assert q("SELECT COUNT(DISTINCT slice_ref) FROM journal_stages") == q("SELECT COUNT(*) FROM journal_slices")   # every slice priced on a recorded quote
+        assert q("SELECT COUNT(*) FROM journal_stages s JOIN journal_slices l USING (slice_ref) WHERE s.decided_utc < l.decided_utc") == 0
 
 
 def test_gate_exit_codes_and_json(tmp_path):
