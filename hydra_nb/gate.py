@@ -103,7 +103,7 @@ def check_calibration(rep, min_fills:int=30, max_bias:float=0.5, min_corr:float=
     clo, chi = rep.correlation_ci
     ev = (f"bias {rep.bias:+.3f} ticks [{lo:+.3f}, {hi:+.3f}], correlation {rep.correlation:.3f} [{clo:.3f}, {chi:.3f}], "
           + (f"k fitted {rep.impact_coefficient:.3g} vs {rep.model_impact_coefficient:.3g} configured, " if unit == "fills" else "")
-          + f"n = {rep.n} {unit}" + (", each fill against the quote its price was set on" if unit == "orders" else " against their slice's arrival"))
+          + f"n = {rep.n} {unit}" + (", each fill against its slice's arrival" if unit == "orders" else " against their slice's arrival"))
     if drift is not None: ev += (f"; of the {rep.mean_actual:+.3f} ticks paid per order, {drift[0]:+.3f} [{drift[1]:+.3f}, {drift[2]:+.3f}] was the price moving "
                                  f"while they waited and {rep.mean_actual - drift[0]:+.3f} execution against the quote")
     if parent is not None and parent.n: ev += f"; against the parent's arrival (drift included) bias {parent.bias:+.3f} ticks"
@@ -149,7 +149,7 @@ def split_period(pairs:pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, date|N
     return pairs[d < cut], pairs[d >= cut], cut
 
 def per_order(pairs:pd.DataFrame) -> pd.DataFrame:
-    "One row per parent order: its fills' quantity-weighted predicted and actual slippage (against each fill's quote) and drift, in ticks."
+    "One row per parent order: its fills' quantity-weighted predicted and actual slippage (each against its slice's arrival) and the drift in it, in ticks."
     t = pairs["tick_size"].to_numpy(dtype=float)
     q = pairs["quantity"].to_numpy(dtype=float)
     col = lambda c: q*pairs[c].to_numpy(dtype=float)/t if c in pairs else np.zeros(len(pairs))
