@@ -9,8 +9,8 @@ the 28-day rehearsal budget (<= 120 s) must absorb.
 
   .venv/bin/python bench/bench_strategy.py [--repeat 30]
 """
-import argparse, statistics, tempfile, time
-import numpy as np
+import argparse, statistics, sys, tempfile, time
+from pathlib import Path
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -20,16 +20,8 @@ from hydra_nb.market import simulate_daily_bars
 from hydra_nb.models import DirectionalModel, FeatureStrategy, ModelRegistry, ModelSpec, PlainStrategy
 from hydra_nb.runner import champion_signal
 
-
-class Persistence:
-    "The tutorial's plain class: bets that the last `lookback`-day move continues (or reverses) as it did in training."
-    def __init__(self, lookback=1): self.lookback = lookback
-    def _move(self, bars): return np.log(bars.close).diff(self.lookback)
-    def fit(self, bars):
-        m, nxt = self._move(bars), np.log(bars.close).diff().shift(-1)
-        ok = m.notna() & nxt.notna()
-        self.direction_, self.scale_ = np.sign(np.corrcoef(m[ok], nxt[ok])[0, 1]), m[ok].std()
-    def predict(self, bars): return np.clip(self.direction_*self._move(bars)/(2*self.scale_), -1, 1)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from user_strategies import Persistence     # the tutorial's plain class, as a user's own module holds it
 
 
 def median_ms(fn, repeat):

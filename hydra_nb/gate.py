@@ -152,7 +152,7 @@ def per_order(pairs:pd.DataFrame) -> pd.DataFrame:
     "One row per parent order: its fills' quantity-weighted predicted and actual slippage (each against its slice's arrival) and the drift in it, in ticks."
     t = pairs["tick_size"].to_numpy(dtype=float)
     q = pairs["quantity"].to_numpy(dtype=float)
-    col = lambda c: q*pairs[c].to_numpy(dtype=float)/t if c in pairs else np.zeros(len(pairs))
+    col = lambda c: q*pairs[c].to_numpy(dtype=float)/t
     f = pd.DataFrame(dict(order=pairs["slice_ref"].str.rsplit(":", n=1).str[0], time_utc=pairs["time_utc"], q=q,
                           qp=col("predicted_slippage"), qa=col("actual_slippage"), qd=col("drift")))
     g = f.groupby("order", sort=False).agg(time_utc=("time_utc", "min"), q=("q", "sum"), qp=("qp", "sum"), qa=("qa", "sum"), qd=("qd", "sum"))
@@ -160,11 +160,12 @@ def per_order(pairs:pd.DataFrame) -> pd.DataFrame:
                              drift=g["qd"]/g["q"], tick_size=1.0), index=g.index)
 
 def mean_ci(x, n_boot:int=1000, ci:float=0.95, seed:int=0) -> tuple[float, float, float]:
-    "(mean, lo, hi): the mean of `x` with its percentile bootstrap interval."
+    "(mean, lo, hi): the mean of `x` with its percentile bootstrap interval (scipy's); one value is its own interval."
     x = np.asarray(x, dtype=float)
-    if not len(x): return (float("nan"),)*3
-    m = np.random.default_rng(seed).choice(x, (max(n_boot, 1), len(x))).mean(1)
-    return float(x.mean()), *(float(v) for v in np.percentile(m, (100*(1 - ci)/2, 100*(1 + ci)/2)))
+    if len(x) < 2: return (float(x.mean()),)*3 if len(x) else (float("nan"),)*3
+    from scipy.stats import bootstrap                        # here, not at import: `hydra gate` starts without scipy
+    r = bootstrap((x,), np.mean, n_resamples=max(n_boot, 1), confidence_level=ci, method="percentile", random_state=seed)
+    return float(x.mean()), float(r.confidence_interval.low), float(r.confidence_interval.high)
 
 def judge_calibration(j:FillJournal, min_orders:int=20, n_boot:int=1000, min_fit:int=30) -> tuple:
     "(report over the second half's orders in ticks, fit on the first half's fills or None, split date, (mean, lo, hi) drift per order)."

@@ -20,19 +20,9 @@ from hydra_nb.market import SimClock, simulate_daily_bars
 from hydra_nb.models import DirectionalModel, ModelRegistry, ModelSpec, PlainStrategy, Strategy
 from hydra_nb.rehearsal import Scenario, rehearse
 from hydra_nb.runner import PaperTradingRunner, champion_signal
+from user_strategies import Persistence
 
 MONDAY_0900_CT = datetime(2026, 10, 19, 14, 0, tzinfo=timezone.utc)
-
-
-class Persistence:
-    "Bets that the last `lookback`-day move continues (or reverses) as such moves did in the training bars."
-    def __init__(self, lookback=1): self.lookback = lookback
-    def _move(self, bars): return np.log(bars.close).diff(self.lookback)
-    def fit(self, bars):
-        m, nxt = self._move(bars), np.log(bars.close).diff().shift(-1)
-        ok = m.notna() & nxt.notna()
-        self.direction_, self.scale_ = np.sign(np.corrcoef(m[ok], nxt[ok])[0, 1]), m[ok].std()
-    def predict(self, bars): return np.clip(self.direction_*self._move(bars)/(2*self.scale_), -1, 1)
 
 
 class Raises(Persistence):
